@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ def save_checkpoint(path: str | Path, *, model: str, config: dict, state: dict, 
 def load_checkpoint(path: str | Path, model: str | None = None) -> dict[str, Any]:
     path = Path(path)
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # foreign pickles make torch warn before refusing them
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise KGSearchError(f"{path}: no such checkpoint") from None
     except Exception as exc:  # pickle errors, truncated zip, foreign objects refused by weights_only

@@ -138,9 +138,9 @@ def load_run_file(path: str | Path) -> dict:
 
 def build(run: dict, source: str, data_root: str | None = None, device: str = "auto"):
     """run-file dict -> (recipe class, config, dataset, prepared, recipe instance)."""
+    recipe_cls = get_recipe(run["model"])  # before loading data: a wrong name fails fast
     from kgsearch.data import load
 
-    recipe_cls = get_recipe(run["model"])
     config = config_from_dict(recipe_cls.Config, run.get("params"), source=f"{source}: params")
     dataset = load(run["dataset"], data_root=data_root or run.get("data_root"))
     seed_everything(config.seed)

@@ -1,0 +1,98 @@
+"""Shared core: typed configs, run files, checkpoints, the CLI error contract."""
+
+import pickle
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pytest
+import torch
+
+from kgsearch.checkpoint import load_checkpoint, save_checkpoint
+from kgsearch.config import config_from_dict, read_yaml
+from kgsearch.errors import KGSearchError
+from kgsearch.recipe import get_recipe
+from kgsearch.train import load_run_file
+
+
+@dataclass
+class Cfg:
+    lr: float = 0.1  # learning rate
+    dim: int = 8
+    scorer: Literal["rotate", "transe"] = "rotate"
+    note: Optional[str] = None
+
+    def validate(self):
+        if self.dim <= 0:
+            raise ValueError("dim must be positive")
+
+
+def test_config_coerces_yaml_scalars_and_names_unknown_keys():
+    cfg = config_from_dict(Cfg, {"lr": 1, "dim": 4.0}, source="x.yaml")
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.dim == 4
+    with pytest.raises(KGSearchError, match=r"x.yaml: unknown key 'lrr'"):
+        config_from_dict(Cfg, {"lrr": 1}, source="x.yaml")
+    with pytest.raises(KGSearchError, match=r"key 'dim': expected int"):
+        config_from_dict(Cfg, {"dim": "big"}, source="x.yaml")
+    with pytest.raises(KGSearchError, match=r"'complex' is not one of"):
+        config_from_dict(Cfg, {"scorer": "complex"}, source="x.yaml")
+    with pytest.raises(KGSearchError, match=r"x.yaml: dim must be positive"):
+        config_from_dict(Cfg, {"dim": 0}, source="x.yaml")
+
+
+def test_read_yaml_reports_the_line_of_a_syntax_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: dans\nparams:\n  lr: [1, 2\n")
+    with pytest.raises(KGSearchError, match=r"bad.yaml: line \d+: invalid YAML"):
+        read_yaml(bad)
+    with pytest.raises(KGSearchError, match="no such file"):
+        read_yaml(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(KGSearchError, match="expected a mapping"):
+        read_yaml(tmp_path / "list.yaml")
+
+
+def test_run_file_keys_are_checked(tmp_path):
+    run = tmp_path / "run.yaml"
+    run.write_text("model: dans\ndataset: umls\nparms: {}\n")
+    with pytest.raises(KGSearchError, match="unknown key 'parms'"):
+        load_run_file(run)
+    run.write_text("dataset: umls\n")
+    with pytest.raises(KGSearchError, match="missing key 'model'"):
+        load_run_file(run)
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(KGSearchError, match=r"unknown model 'nope' \(known: dans, dkgr\)"):
+        get_recipe("nope")
+
+
+def test_checkpoint_round_trip_and_foreign_files_rejected(tmp_path):
+    path = tmp_path / "ck.pt"
+    save_checkpoint(path, model="dans", config={"a": 1}, state={"w": torch.ones(2)}, epoch=3)
+    blob = load_checkpoint(path, model="dans")
+    assert blob["epoch"] == 3 and torch.equal(blob["state"]["w"], torch.ones(2))
+    with pytest.raises(KGSearchError, match="not 'dkgr'"):
+        load_checkpoint(path, model="dkgr")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")  # a plain torch file, not ours
+    with pytest.raises(KGSearchError, match="other.pt: not a kgsearch checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+    # a pickle carrying arbitrary objects is refused by weights_only loading, not executed
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Cfg()))
+    with pytest.raises(KGSearchError, match="evil.pt: not a kgsearch checkpoint"):
+        load_checkpoint(tmp_path / "evil.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(KGSearchError, match="text.pt: not a kgsearch checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
+
+
+def test_train_cli_bad_input_is_one_line_and_exit_2(tmp_path):
+    run = tmp_path / "run.yaml"
+    run.write_text("model: nope\ndataset: umls\n")
+    proc = subprocess.run([sys.executable, "-m", "kgsearch.train", str(run)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown model 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "kgsearch.train", "--eval", str(tmp_path / "x.pt")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "no such checkpoint" in proc.stderr
