@@ -1,0 +1,61 @@
+"""Shared pytest fixtures.
+
+Tiny on-disk datasets (kgsearch.data folder layout) small enough to check by hand:
+
+* ``tiny_static_dir``: 5 entities a..e (ids in that order: first appearance), relations r1, r2;
+  6 / 2 / 2 train/valid/test triples, every valid/test entity occurs in train.
+* ``tiny_temporal_dir``: RE-GCN layout (integer ids + entity2id.txt / relation2id.txt); 5 entities with
+  ICEWS-style names, 2 relations, raw times {0, 5, 10, 20, 30} -> time indices 0..4; 5 / 2 / 2
+  quadruples; entity 4 (Iran) occurs only in test.
+* ``make_dataset_dir(files, name="ds")``: write ``{file name: text or bytes}`` into ``tmp_path/name``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+TINY_STATIC = {
+    "train.txt": "a\tr1\tb\nb\tr2\tc\nc\tr1\td\nd\tr2\te\ne\tr1\ta\na\tr2\tc\n",
+    "valid.txt": "a\tr1\tc\nb\tr1\td\n",
+    "test.txt": "c\tr2\te\ne\tr2\tb\n",
+}
+
+TINY_TEMPORAL = {
+    "entity2id.txt": "Government_(Nigeria)\t0\nFrance\t1\nCitizen_(France)\t2\nChina\t3\nIran\t4\n",
+    "relation2id.txt": "Make_statement\t0\nConsult\t1\n",
+    "train.txt": "0\t0\t1\t10\n1\t1\t2\t0\n2\t0\t3\t10\n0\t1\t2\t5\n3\t0\t1\t5\n",
+    "valid.txt": "1\t0\t3\t20\n2\t1\t0\t20\n",
+    "test.txt": "4\t1\t0\t30\n3\t0\t2\t30\n",
+}
+
+
+def write_dataset(folder: Path, files: dict[str, str | bytes]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        path = folder / name
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8", newline="")
+    return folder
+
+
+@pytest.fixture
+def make_dataset_dir(tmp_path: Path) -> Callable[..., Path]:
+    def make(files: dict[str, str | bytes], name: str = "ds") -> Path:
+        return write_dataset(tmp_path / name, files)
+
+    return make
+
+
+@pytest.fixture
+def tiny_static_dir(make_dataset_dir) -> Path:
+    return make_dataset_dir(TINY_STATIC, name="tiny_static")
+
+
+@pytest.fixture
+def tiny_temporal_dir(make_dataset_dir) -> Path:
+    return make_dataset_dir(TINY_TEMPORAL, name="tiny_temporal")
