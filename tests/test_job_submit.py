@@ -1,0 +1,141 @@
+"""The cluster path end to end on one machine: a real Ray head node, `ray job submit` with the working
+directory and cluster/runtime_env.yaml exactly as docs/cluster.md tells, the smoke sweep on UMLS, and the
+experiment folder it leaves in --storage.
+
+The head node is this test's own: its temp dir, HOME and ports are private, it listens on 127.0.0.1, and
+it is stopped by signalling only the processes that carry this run's marker in their environment (every
+Ray process of the node inherits it: GCS, raylet, dashboard, workers, the job driver). A bare `ray stop`
+would kill every Ray process on the machine, other people's included.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RAY = str(BIN / "ray")
+MARKER = "KGSEARCH_TEST_HEAD"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def own_processes(tag: str) -> list[psutil.Process]:
+    mine = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(MARKER) == tag:
+                mine.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return mine
+
+
+def stop_own_head(tag: str) -> None:
+    procs = own_processes(tag)
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+class Head:
+    def __init__(self, base: Path, env: dict[str, str], dashboard_port: int):
+        self.base = base
+        self.env = env
+        self.address = f"http://127.0.0.1:{dashboard_port}"
+
+    def ray(self, *args: str, timeout: float, check: bool = False) -> subprocess.CompletedProcess:
+        return subprocess.run([RAY, *args], cwd=REPO, env=self.env, capture_output=True, text=True,
+                              timeout=timeout, check=check)
+
+
+@pytest.fixture
+def head_node():
+    # A short path under /tmp: Ray's unix socket paths below the temp dir must stay under 108 bytes.
+    base = Path(tempfile.mkdtemp(prefix="kgs-head-", dir="/tmp"))
+    tag = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(
+        HOME=str(base / "home"),  # keeps ~/.ray (tokens, configs) of the real user untouched
+        KGSEARCH_CACHE=str(base / "cache"),
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # `python` in the job is this venv's
+        RAY_AUTH_MODE="disabled",
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0",
+        **{MARKER: tag},
+    )
+    (base / "home").mkdir()
+    dashboard_port = free_port()
+    start = [
+        "start", "--head", "--num-cpus", "2",
+        "--port", str(free_port()),
+        "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
+        "--ray-client-server-port", str(free_port()),
+        "--dashboard-agent-listen-port", str(free_port()),
+        "--object-store-memory", str(150 * 1024 * 1024),
+        "--temp-dir", str(base / "ray"),
+        "--disable-usage-stats",
+    ]
+    head = Head(base, env, dashboard_port)
+    try:
+        started = head.ray(*start, timeout=180)
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield head
+    finally:
+        stop_own_head(tag)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_smoke_sweep_runs_as_a_ray_job(head_node):
+    storage = head_node.base / "results"  # absolute: the job runs in a temporary copy of the checkout
+    job_id = f"kgsearch-test-{uuid.uuid4().hex[:8]}"
+    submit = [
+        "job", "submit", "--address", head_node.address, "--submission-id", job_id,
+        "--runtime-env", "cluster/runtime_env.yaml", "--working-dir", ".",
+        "--", "python", "-m", "kgsearch.sweep", "dans_umls", "--smoke", "--storage", str(storage),
+    ]
+    try:
+        done = head_node.ray(*submit, timeout=1200)
+    except subprocess.TimeoutExpired:
+        head_node.ray("job", "stop", "--address", head_node.address, job_id, timeout=60)
+        raise
+    log = (done.stdout + done.stderr)[-6000:]
+    assert done.returncode == 0, log
+
+    status = head_node.ray("job", "status", "--address", head_node.address, job_id, timeout=60)
+    assert f"Job '{job_id}' succeeded" in status.stdout + status.stderr, status.stdout + status.stderr
+
+    experiment = storage / "dans_umls"
+    assert (experiment / "best" / "config.yaml").is_file(), log
+    trials = (experiment / "trials.csv").read_text().splitlines()
+    assert len(trials) >= 2, trials  # header + at least one trial
+    # The job ran from the uploaded copy: nothing excluded by runtime_env.yaml was shipped.
+    shipped = [d for d in (head_node.base / "ray").glob("session_*/runtime_resources/working_dir_files/*")
+               if d.is_dir()]
+    assert shipped and all(not (d / ".venv").exists() and not (d / ".git").exists() for d in shipped)
