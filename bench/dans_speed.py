@@ -1,0 +1,81 @@
+"""Epoch time and training throughput of full DANS-KGC against its `dans=false` baseline, in one run.
+
+    python bench/dans_speed.py --dataset umls --epochs 3 --threads 1 [--set key=value ...]
+
+Both recipes get the same dim / batch / negatives (any DansConfig field via --set). Each is warmed up
+for one epoch, then their epochs alternate (so background load hits both alike) and the median epoch
+time is reported with training triples/s (one epoch = every training triple in both directions).
+Preparation (pre-training, DAM, K-means) is cached and not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import yaml
+
+from kgsearch.config import config_from_dict
+from kgsearch.dans.recipe import DansConfig, DansRecipe
+from kgsearch.data import load
+from kgsearch.errors import KGSearchError, cli_entry
+
+
+def parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise KGSearchError(f"--set {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+@cli_entry
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="umls")
+    parser.add_argument("--data-root")
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per variant (after 1 warm-up)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="DansConfig field for both variants (e.g. dim=200)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    dataset = load(args.dataset, data_root=args.data_root)
+    params = parse_sets(args.set)
+    recipes = {}
+    for name, dans in (("baseline", False), ("dans", True)):
+        config = config_from_dict(DansConfig, {**params, "dans": dans, "epochs": args.epochs + 1}, "--set")
+        prepared = DansRecipe.prepare(config, dataset)
+        recipes[name] = DansRecipe(config, dataset, prepared, device=args.device)
+        recipes[name].train_epoch(1)  # warm-up (allocator, first-call overheads)
+    times: dict[str, list[float]] = {name: [] for name in recipes}
+    for epoch in range(2, args.epochs + 2):
+        for name, recipe in recipes.items():
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            recipe.train_epoch(epoch)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    n_train = len(dataset.train)
+    result = {"dataset": dataset.name, "threads": args.threads, "device": args.device,
+              "config": {k: v for k, v in vars(recipes["dans"].config).items()
+                         if k in ("dim", "batch_size", "negatives", "scorer", "diffusion_steps", "sampling_steps",
+                                  "gen_fraction", "gen_negatives", "denoiser_hidden")}}
+    for name, values in times.items():
+        median = statistics.median(values)
+        result[name] = {"epoch_s": round(median, 3), "epochs_s": [round(v, 3) for v in values],
+                        "triples_per_s": round(n_train / median, 1)}
+    result["ratio"] = round(result["dans"]["epoch_s"] / result["baseline"]["epoch_s"], 3)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

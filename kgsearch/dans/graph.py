@@ -1,0 +1,59 @@
+"""Graph-side conditions of the CCD denoiser: neighbour means (x_nbr) and K-means type centroids (x_type).
+
+Both are recomputed from the *current* (detached) embeddings every batch, so they follow training
+and work for any embedding dimension; only the neighbour lists and cluster labels are fixed.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def neighbour_csr(train: torch.Tensor, num_entities: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct neighbours of each entity in the undirected training graph (self-loops dropped), CSR.
+
+    Returns (rowptr [N + 1], cols [nnz]).
+    """
+    h, t = train[:, 0].long(), train[:, 2].long()
+    src, dst = torch.cat([h, t]), torch.cat([t, h])
+    keep = src != dst
+    pairs = torch.unique(src[keep] * num_entities + dst[keep])  # sorted by source, then neighbour
+    src, cols = pairs // num_entities, pairs % num_entities
+    rowptr = torch.zeros(num_entities + 1, dtype=torch.long)
+    rowptr[1:] = torch.bincount(src, minlength=num_entities).cumsum(0)
+    return rowptr, cols
+
+
+def neighbour_mean(emb: torch.Tensor, nodes: torch.Tensor, rowptr: torch.Tensor, cols: torch.Tensor,
+                   fill: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean embedding of each node's neighbours [len(nodes), D]; nodes without neighbours get `fill` (or 0).
+
+    Gathers only the batch's CSR rows, unless those hold more edges than the whole graph (dense graphs
+    such as UMLS, or big batches): then one pass over all edges computes every node's mean instead.
+    """
+    count = rowptr[nodes + 1] - rowptr[nodes]
+    if int(count.sum()) > len(cols):
+        all_nodes = torch.arange(len(rowptr) - 1, device=nodes.device)
+        degree = rowptr[1:] - rowptr[:-1]
+        row = torch.repeat_interleave(all_nodes, degree)
+        table = torch.zeros(len(all_nodes), emb.shape[1], dtype=emb.dtype, device=emb.device)
+        out = table.index_add_(0, row, emb[cols])[nodes]
+    else:
+        start = rowptr[nodes]
+        row = torch.repeat_interleave(torch.arange(len(nodes), device=nodes.device), count)
+        offset = torch.arange(len(row), device=nodes.device) - torch.repeat_interleave(count.cumsum(0) - count, count)
+        nbr = cols[torch.repeat_interleave(start, count) + offset]
+        out = torch.zeros(len(nodes), emb.shape[1], dtype=emb.dtype, device=emb.device)
+        out.index_add_(0, row, emb[nbr])
+    out = out / count.clamp(min=1).unsqueeze(-1).to(emb.dtype)
+    if fill is not None:
+        out = torch.where((count > 0).unsqueeze(-1), out, fill.expand_as(out))
+    return out
+
+
+def cluster_centroids(emb: torch.Tensor, labels: torch.Tensor, num_clusters: int) -> torch.Tensor:
+    """Centroid of each K-means cluster in the current embedding space -> [K, D]."""
+    sums = torch.zeros(num_clusters, emb.shape[1], dtype=emb.dtype, device=emb.device)
+    sums.index_add_(0, labels, emb)
+    counts = torch.bincount(labels, minlength=num_clusters).clamp(min=1).to(emb.dtype)
+    return sums / counts.unsqueeze(-1)

@@ -1,0 +1,280 @@
+"""DANS-KGC as a kgsearch Recipe: config, once-per-dataset preparation, training epochs, evaluation."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from kgsearch.cache import cached
+from kgsearch.dans.diffusion import band_steps
+from kgsearch.dans.difficulty import DIFFICULTY_TARGETS, fit_difficulty, kmeans_types, structural_features
+from kgsearch.dans.graph import neighbour_csr
+from kgsearch.dans.model import DansModel
+from kgsearch.dans.negatives import TrueAnswers
+from kgsearch.dans.pretrain import PretrainSettings, dataset_fingerprint, load_pretrained, pretrain
+from kgsearch.evaluation import RankAccumulator, both_directions, evaluate_static, static_filter
+from kgsearch.models.kge import SCORERS
+
+
+LR_SCHEDULES = ("constant", "cosine", "step")
+
+
+def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
+    """Learning-rate multiplier for 1-based `epoch` (a function of the epoch only, so resuming is exact)."""
+    progress = (epoch - 1) / max(epochs, 1)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "step":
+        return 0.1 if progress >= 0.5 else 1.0
+    return 1.0
+
+
+@dataclass
+class DansConfig:
+    # -- run -------------------------------------------------------------------------------------
+    seed: int = 0                      # seeds init, permutations, negatives and diffusion noise
+    epochs: int = 100                  # E_max: training epochs (τ_e = e / E_max, Eq. 14)
+    eval_every: int = 10               # validate every this many epochs
+    eval_batch_size: int = 256         # queries per evaluation chunk
+    # -- base scorer (Eq. 15/17 use its distance S) ----------------------------------------------
+    scorer: str = "rotate"             # base KGE scorer S(h, r, t): rotate | transe | distmult | complex
+    dim: int = 200                     # embedding dim (complex dim for rotate/complex: 2·dim reals)
+    gamma: float = 12.0                # γ_base: base margin of the logistic margin losses (Eq. 16–17)
+    lr: float = 0.001                  # Adam learning rate
+    lr_schedule: str = "constant"      # constant | cosine (to 0 at E_max) | step (÷10 after half the epochs, as RotatE)
+    batch_size: int = 512              # positive queries per batch (both directions of train triples)
+    negatives: int = 128               # random-replacement negatives per positive (L_KGC2, Eq. 17)
+    adversarial_temperature: float = 0.0  # 0: Eq. 17's plain mean over negatives; >0: RotatE self-adversarial
+    filter_negatives: bool = True      # drop random negatives that are training facts (RotatE's sampler)
+    # -- ablation switches -----------------------------------------------------------------------
+    dans: bool = True                  # false: plain base scorer with random negatives only (baseline)
+    dfs: bool = True                   # false: one linear noise schedule for all entities (w/o DFS)
+    ccd: bool = True                   # false: no type / neighbour condition in the denoiser (w/o CCD)
+    dtm: bool = True                   # false: fixed equal band weights and fixed margin (w/o DTM)
+    # -- ANS: diffusion (Eq. 2–13) ---------------------------------------------------------------
+    diffusion_steps: int = 100         # T: diffusion steps (bands at T/20, T/10, T/5, T/2)
+    sampling_steps: int = 8            # reverse-chain jumps actually run per batch (strided; ≥ T−T/20 = full chain)
+    beta_init: float = 0.0001          # β_init: noise variance at the first step (Eq. 3)
+    beta_low: float = 0.01             # β_low: minimum noise upper bound, for the easiest entity (Eq. 2)
+    beta_global: float = 0.1           # β_global: global maximum noise level (Eq. 2)
+    mu: float = 1.0                    # μ: influence of the difficulty ζ on the noise bound (Eq. 2)
+    denoiser_hidden: int = 128         # hidden width of the denoiser MLP (Eq. 10)
+    time_dim: int = 32                 # size of the sinusoidal timestep embedding emb(t) (Eq. 7, 10)
+    gen_fraction: float = 0.25         # share of each batch's positives that get generated negatives
+    gen_negatives: int = 4             # generated negatives (parallel reverse chains) per such positive
+    num_clusters: int = 10             # K: K-means entity types for x_type (CCD)
+    # -- DTM (Eq. 14–18) -------------------------------------------------------------------------
+    curriculum_lambda: float = 5.0     # λ: sharpness of the band-weight softmax (Eq. 14)
+    curriculum_zeta: float = 0.5       # ζ ∈ (0, 1]: smoothness exponent of Eq. 14
+    margin_increment: float = 0.5      # β ∈ [0, 1]: dynamic margin increment (Eq. 16)
+    eta: float = 0.25                  # η: weight of L_KGC1 against L_KGC2 (Eq. 18)
+    # -- DAM (Eq. 1) -----------------------------------------------------------------------------
+    difficulty_target: str = "mean_rank"  # what the Eq. 1 MLP regresses (paper leaves it open): mean_rank | degree
+    dam_hidden: int = 64               # hidden width of the difficulty MLP W1 (Eq. 1)
+    dam_epochs: int = 300              # full-batch training steps of the difficulty MLP
+    dam_lr: float = 0.01               # Adam learning rate of the difficulty MLP
+    structure_samples: int = 256       # k for sampled betweenness / closeness on large graphs
+    structure_exact_max_nodes: int = 2000  # graphs up to this size get exact betweenness / closeness
+    # -- pre-training for e_sem and K-means (fixed per sweep) ------------------------------------
+    pretrain_scorer: str = "rotate"    # scorer pre-trained for the semantic features e_sem
+    pretrain_dim: int = 64             # its embedding dim
+    pretrain_gamma: float = 6.0        # its margin
+    pretrain_lr: float = 0.005         # its Adam learning rate
+    pretrain_epochs: int = 30          # its training epochs
+    pretrain_batch_size: int = 512     # its batch size
+    pretrain_negatives: int = 64       # its random negatives per positive
+    pretrain_adversarial_temperature: float = 1.0  # its self-adversarial temperature α
+
+    def validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        for name in ("epochs", "eval_every", "eval_batch_size", "dim", "batch_size", "negatives",
+                     "sampling_steps", "denoiser_hidden", "time_dim", "gen_negatives", "num_clusters",
+                     "dam_hidden", "dam_epochs", "structure_samples", "pretrain_dim", "pretrain_epochs",
+                     "pretrain_batch_size", "pretrain_negatives"):
+            need(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("scorer", "pretrain_scorer"):
+            need(getattr(self, name) in SCORERS,
+                 f"{name} must be one of {sorted(SCORERS)}, got {getattr(self, name)!r}")
+        need(self.lr_schedule in LR_SCHEDULES,
+             f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        need(self.difficulty_target in DIFFICULTY_TARGETS,
+             f"difficulty_target must be one of {sorted(DIFFICULTY_TARGETS)}, got {self.difficulty_target!r}")
+        for name in ("gamma", "lr", "pretrain_gamma", "pretrain_lr", "dam_lr", "curriculum_lambda", "mu"):
+            need(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        need(self.adversarial_temperature >= 0 and self.pretrain_adversarial_temperature >= 0,
+             "adversarial temperatures must be >= 0")
+        need(self.diffusion_steps >= 20, f"diffusion_steps (T) must be >= 20 so that T/20 >= 1, "
+                                         f"got {self.diffusion_steps}")
+        need(len(set(band_steps(self.diffusion_steps))) == 4,
+             f"diffusion_steps={self.diffusion_steps} gives coinciding band steps {band_steps(self.diffusion_steps)}")
+        need(0 < self.beta_init, f"beta_init must be > 0, got {self.beta_init}")
+        need(self.beta_init <= self.beta_low,
+             f"need beta_init <= beta_low, got beta_init={self.beta_init} > beta_low={self.beta_low}")
+        need(self.beta_low <= self.beta_global,
+             f"need beta_low <= beta_global, got beta_low={self.beta_low} > beta_global={self.beta_global}")
+        need(self.beta_global < 1, f"beta_global must be < 1 (a variance per step), got {self.beta_global}")
+        need(0 < self.gen_fraction <= 1, f"gen_fraction must be in (0, 1], got {self.gen_fraction}")
+        need(0 < self.curriculum_zeta <= 1, f"curriculum_zeta must be in (0, 1], got {self.curriculum_zeta}")
+        need(0 <= self.margin_increment <= 1, f"margin_increment must be in [0, 1], got {self.margin_increment}")
+        need(self.eta >= 0, f"eta must be >= 0, got {self.eta}")
+
+    def pretrain_settings(self) -> PretrainSettings:
+        return PretrainSettings(
+            scorer=self.pretrain_scorer, dim=self.pretrain_dim, gamma=self.pretrain_gamma, lr=self.pretrain_lr,
+            epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size, negatives=self.pretrain_negatives,
+            adversarial_temperature=self.pretrain_adversarial_temperature, seed=self.seed)
+
+
+def _structure(config: DansConfig, dataset) -> torch.Tensor:
+    key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), "seed": config.seed,
+           "samples": config.structure_samples, "exact_max_nodes": config.structure_exact_max_nodes}
+    return cached("dans_structure", key, lambda: {"features": structural_features(
+        dataset.train, dataset.num_entities, exact_max_nodes=config.structure_exact_max_nodes,
+        samples=config.structure_samples, seed=config.seed)})["features"]
+
+
+def _difficulty(config: DansConfig, dataset, pre: dict, structural: torch.Tensor) -> dict:
+    settings = config.pretrain_settings()
+
+    def build() -> dict:
+        scorer = load_pretrained(dataset, settings, pre)
+        target = DIFFICULTY_TARGETS[config.difficulty_target](scorer, dataset.train)
+        zeta = fit_difficulty(pre["entity"], structural, target, hidden=config.dam_hidden,
+                              epochs=config.dam_epochs, lr=config.dam_lr, seed=config.seed)
+        return {"difficulty": zeta, "target": target}
+
+    key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), **asdict(settings),
+           "target": config.difficulty_target, "hidden": config.dam_hidden, "epochs": config.dam_epochs,
+           "lr": config.dam_lr, "structure": [config.structure_samples, config.structure_exact_max_nodes]}
+    return cached("dans_dam", key, build)
+
+
+def _clusters(config: DansConfig, dataset, pre: dict) -> torch.Tensor:
+    key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset),
+           **asdict(config.pretrain_settings()), "k": config.num_clusters}
+    return cached("dans_kmeans", key, lambda: {"labels": kmeans_types(pre["entity"], config.num_clusters,
+                                                                       config.seed)})["labels"]
+
+
+class DansRecipe:
+    """DANS-KGC (diffusion-based adaptive negative sampling) on a static KG."""
+
+    name: ClassVar[str] = "dans"
+    Config: ClassVar[type] = DansConfig
+    metric: ClassVar[str] = "mrr"
+
+    @classmethod
+    def prepare(cls, config: DansConfig, dataset) -> dict:
+        """Pre-training, structural features, DAM difficulty ζ, K-means types, neighbour index (cached).
+
+        Depends only on fixed params (pretrain_*, dam_*, structure_*, difficulty_target, num_clusters, seed),
+        never on the searched trial dim; `dans=false` skips all of it.
+        """
+        if not config.dans:
+            return {"dans": False}
+        start = time.perf_counter()
+        pre = pretrain(dataset, config.pretrain_settings())
+        structural = _structure(config, dataset)
+        dam = _difficulty(config, dataset, pre, structural)
+        rowptr, cols = neighbour_csr(dataset.train, dataset.num_entities)
+        return {
+            "dans": True,
+            "entity_embeddings": pre["entity"],
+            "structural": structural,
+            "difficulty": dam["difficulty"],
+            "difficulty_target": dam["target"],
+            "cluster_labels": _clusters(config, dataset, pre),
+            "num_clusters": config.num_clusters,
+            "neighbour_rowptr": rowptr,
+            "neighbour_cols": cols,
+            "prepare_seconds": time.perf_counter() - start,
+        }
+
+    def __init__(self, config: DansConfig, dataset, prepared: dict | None, device: str | torch.device = "cpu",
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.config, self.dataset = config, dataset
+        self.device = torch.device(device)
+        self.rank, self.world_size = rank, world_size
+        prepared = dict(prepared or {})
+        if config.dans and not prepared.get("dans"):
+            prepared = self.prepare(config, dataset)  # e.g. a sweep that prepared with dans=false
+        if config.dans and int(prepared["num_clusters"]) != config.num_clusters:
+            # K is searchable; K-means on the cached pre-trained embeddings is cheap (and cached).
+            prepared["cluster_labels"] = _clusters(config, dataset, {"entity": prepared["entity_embeddings"]})
+            prepared["num_clusters"] = config.num_clusters
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        truth = (TrueAnswers(dataset.train, dataset.num_entities, dataset.num_relations)
+                 if config.filter_negatives else None)
+        self.model = DansModel(config, dataset.num_entities, dataset.num_relations,
+                               prepared if config.dans else None, truth).to(self.device)
+        self.forward_model: torch.nn.Module = self.model
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        anchor, rel, target = both_directions(dataset.train.long(), dataset.num_relations)
+        self.queries = torch.stack([anchor, rel, target], dim=1).to(self.device)  # [2n, 3]
+        self.noise = torch.Generator(device=self.device)
+        self._filter = None
+
+    # -- training --------------------------------------------------------------------------------
+    def _shard(self, epoch: int) -> torch.Tensor:
+        """This rank's strided shard of a per-epoch permutation seeded by (seed, epoch), equal on all ranks.
+
+        Every rank gets the same number of queries (the remainder is dropped, differently each epoch),
+        so all ranks run the same number of DDP steps.
+        """
+        order = torch.randperm(len(self.queries), generator=torch.Generator().manual_seed(
+            self.config.seed * 1_000_003 + epoch))
+        usable = len(order) - len(order) % self.world_size
+        return order[self.rank:usable:self.world_size].to(self.device)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        c = self.config
+        tau = min(1.0, epoch / c.epochs)  # τ_e = e / E_max; fit() numbers epochs from 1
+        self.noise.manual_seed((c.seed * 1_000_003 + epoch) * 1009 + self.rank)
+        for group in self.optimizer.param_groups:
+            group["lr"] = c.lr * lr_factor(c.lr_schedule, epoch, c.epochs)
+        self.model.train()
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
+        shard = self._shard(epoch)
+        for idx in shard.split(c.batch_size):
+            q = self.queries[idx]
+            out = self.forward_model(q[:, 0], q[:, 1], q[:, 2], tau=tau, generator=self.noise)
+            self.optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            self.optimizer.step()
+            parts = torch.stack([out["loss"].detach(), out["kgc1"], out["kgc2"], out["diff"]])
+            totals += parts.double() * len(idx)
+        totals = (totals / max(len(shard), 1)).tolist()
+        return {"loss": totals[0], "loss_kgc1": totals[1], "loss_kgc2": totals[2], "loss_diff": totals[3],
+                "train_queries": float(len(shard)), "tau": tau, "lr": self.optimizer.param_groups[0]["lr"]}
+
+    # -- evaluation ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, RankAccumulator]:
+        if split not in ("train", "valid", "test"):
+            raise ValueError(f"unknown split {split!r}")
+        if self._filter is None:
+            self._filter = static_filter(self.dataset).to(self.device)
+        self.model.eval()
+        scorer = self.model.scorer
+        acc = evaluate_static(scorer.score_all, getattr(self.dataset, split), self.dataset.num_entities,
+                              self.dataset.num_relations, self._filter, batch_size=self.config.eval_batch_size,
+                              shard=(self.rank, self.world_size), device=self.device)
+        return {"": acc}
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if "optimizer" in state:
+            # Adam's load keeps same-device tensors by reference: copy so two recipes never share moments.
+            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))

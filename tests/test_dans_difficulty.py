@@ -1,0 +1,110 @@
+"""DAM (structural features, Eq. 1 MLP, targets), K-means types and the graph conditions of CCD."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import torch
+
+from kgsearch.dans.difficulty import (STRUCTURAL_FEATURES, degree_target, fit_difficulty, kmeans_types,
+                                      mean_rank_target, sampled_closeness, structural_features,
+                                      undirected_graph)
+from kgsearch.dans.graph import cluster_centroids, neighbour_csr, neighbour_mean
+from kgsearch.dans.negatives import TrueAnswers, sample_negatives
+from kgsearch.models import build_scorer
+
+# A star: centre 0 linked to 1..5 (relation 0), plus a tail 5 -> 6 -> 7 (relation 1) and a duplicate edge.
+STAR = torch.tensor([[0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 0, 4], [0, 0, 5], [5, 1, 6], [6, 1, 7], [1, 1, 0]])
+
+
+def test_structural_features_shape_range_and_hub():
+    feats = structural_features(STAR, 9, exact_max_nodes=100)  # entity 8 is isolated
+    assert feats.shape == (9, len(STRUCTURAL_FEATURES))
+    assert feats.min() >= 0 and feats.max() <= 1
+    col = {name: i for i, name in enumerate(STRUCTURAL_FEATURES)}
+    assert feats[:, col["betweenness"]].argmax() == 0        # the hub carries every shortest path
+    assert feats[:, col["triple_count"]].argmax() == 0        # 6 triples, the duplicate edge counted
+    assert feats[8].sum() == 0                                # isolated: minimum everywhere
+
+
+def test_sampled_features_on_a_large_graph_are_seeded():
+    g = nx.barabasi_albert_graph(60, 2, seed=0)
+    train = torch.tensor([[a, 0, b] for a, b in g.edges()])
+    a = structural_features(train, 60, exact_max_nodes=10, samples=16, seed=1)
+    b = structural_features(train, 60, exact_max_nodes=10, samples=16, seed=1)
+    assert torch.equal(a, b) and a.shape == (60, 6)
+
+
+def test_sampled_closeness_with_all_pivots_is_proportional_to_exact():
+    graph = undirected_graph(STAR[:7], 8)  # connected: 0..7
+    exact = nx.closeness_centrality(graph)
+    est = sampled_closeness(graph, list(range(8)))
+    ratio = est / np.array([exact[v] for v in range(8)])
+    assert np.allclose(ratio, ratio[0])  # same ordering and spacing, only the scale differs
+
+
+def test_difficulty_mlp_regresses_its_target():
+    torch.manual_seed(0)
+    sem, struct = torch.randn(30, 4), torch.rand(30, 6)
+    target = torch.sigmoid(2 * sem[:, 0]).clamp(0.05, 0.95)
+    zeta = fit_difficulty(sem, struct, target, hidden=16, epochs=300, lr=0.01)
+    assert zeta.shape == (30,) and ((zeta > 0) & (zeta < 1)).all()
+    assert torch.corrcoef(torch.stack([zeta, target]))[0, 1] > 0.9
+
+
+def test_difficulty_targets():
+    torch.manual_seed(0)
+    scorer = build_scorer("transe", 9, 2, 4)
+    value = mean_rank_target(scorer, STAR)
+    assert value.shape == (9,) and value.min() >= 0 and value.max() <= 1
+    deg = degree_target(scorer, STAR)
+    assert deg[0] == 0 and deg[8] == 1  # the hub is easiest, the isolated entity hardest
+
+
+def test_mean_rank_target_is_zero_for_a_perfect_scorer():
+    # TransE with e_i = i·u and r = u: (i, r, i + 1) is an exact translation, every answer ranks first.
+    train = torch.tensor([[i, 0, i + 1] for i in range(5)])
+    scorer = build_scorer("transe", 6, 1, 1)
+    with torch.no_grad():
+        scorer.entity.copy_(torch.arange(6.0).unsqueeze(1))
+        scorer.relation.fill_(1.0)
+    assert torch.allclose(mean_rank_target(scorer, train), torch.zeros(6))
+
+
+def test_kmeans_types_separates_blobs():
+    x = torch.cat([torch.randn(10, 3) * 0.01, torch.randn(10, 3) * 0.01 + 5])
+    labels = kmeans_types(x, 2, seed=0)
+    assert labels.dtype == torch.long and len(set(labels[:10].tolist())) == 1
+    assert labels[0] != labels[10]
+
+
+def test_neighbour_mean_both_paths_match_dense():
+    rowptr, cols = neighbour_csr(STAR, 9)
+    assert (rowptr[1:] - rowptr[:-1]).tolist() == [5, 1, 1, 1, 1, 2, 2, 1, 0]  # distinct, undirected
+    emb = torch.randn(9, 3)
+    adj = torch.zeros(9, 9)
+    adj[torch.repeat_interleave(torch.arange(9), rowptr[1:] - rowptr[:-1]), cols] = 1
+    dense = adj @ emb / adj.sum(1, keepdim=True).clamp(min=1)
+    fill = torch.full((3,), 7.0)
+    few = torch.tensor([6, 8])                    # batch path (fewer gathered edges than the graph has)
+    many = torch.tensor([0, 0, 0, 5, 8, 1])        # dense path (more)
+    for nodes in (few, many):
+        out = neighbour_mean(emb, nodes, rowptr, cols, fill=fill)
+        expected = torch.where((adj[nodes].sum(1) > 0).unsqueeze(1), dense[nodes], fill)
+        assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_cluster_centroids():
+    emb = torch.tensor([[0.0, 2.0], [2.0, 0.0], [5.0, 5.0]])
+    cent = cluster_centroids(emb, torch.tensor([0, 0, 2]), 3)
+    assert torch.allclose(cent, torch.tensor([[1.0, 1.0], [0.0, 0.0], [5.0, 5.0]]))
+
+
+def test_true_answers_mask_known_facts_in_both_directions():
+    truth = TrueAnswers(STAR, 9, 2)
+    anchor, rel = torch.tensor([0, 1]), torch.tensor([0, 2])   # (0, r0, ?) and (?, r0, 1) posed as (1, r0+R, ?)
+    cand = torch.tensor([[1, 6, 5], [0, 2, 1]])
+    assert truth.contains(anchor, rel, cand).tolist() == [[True, False, True], [True, False, False]]
+    neg, mask = sample_negatives(anchor, rel, 9, 50, truth, torch.Generator().manual_seed(0))
+    assert neg.shape == (2, 50) and torch.equal(mask, ~truth.contains(anchor, rel, neg))
+    assert sample_negatives(anchor, rel, 9, 5, None)[1] is None

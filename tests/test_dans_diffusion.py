@@ -1,0 +1,119 @@
+"""ANS: difficulty-aware schedule (Eq. 2–3, 6), DDPM step, strided plan and the graded reverse chain."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kgsearch.dans.diffusion import (Denoiser, alpha_bar, band_steps, beta_max, beta_schedule, ddpm_step,
+                                     diffusion_loss, forward_noise, reverse_chain, reverse_plan,
+                                     timestep_embedding)
+
+
+def test_beta_max_spans_low_to_global_and_is_monotone_in_difficulty():
+    zeta = torch.linspace(0, 1, 11)
+    for mu in (0.5, 1.0, 2.0):
+        b = beta_max(zeta, beta_low=0.01, beta_global=0.2, mu=mu)
+        assert b[0].item() == pytest.approx(0.01) and b[-1].item() == pytest.approx(0.2)
+        assert ((b >= 0.01 - 1e-9) & (b <= 0.2 + 1e-9)).all()
+        assert (b[1:] > b[:-1]).all()
+    # μ = 2 at ζ = 0.5: 0.01 + 0.19·0.25
+    assert beta_max(torch.tensor([0.5]), 0.01, 0.2, 2.0).item() == pytest.approx(0.0575)
+
+
+def test_linear_schedule_and_alpha_bar():
+    bmax = torch.tensor([0.1, 0.3])
+    betas = beta_schedule(bmax, num_steps=4, beta_init=0.02)
+    assert betas.shape == (2, 5) and (betas[:, 0] == 0).all()
+    # Eq. 3: β_t = β_init + t/T (β_max − β_init); β_T = β_max
+    assert betas[0, 1].item() == pytest.approx(0.02 + 0.25 * 0.08)
+    assert torch.allclose(betas[:, 4], bmax)
+    abar = alpha_bar(betas)
+    assert (abar[:, 0] == 1).all()
+    assert abar[0, 2].item() == pytest.approx((1 - 0.04) * (1 - 0.06))
+    assert (abar[:, 1:] < abar[:, :-1]).all()          # ᾱ_t strictly decreasing in t
+    assert (abar[1, 1:] < abar[0, 1:]).all()           # the harder entity is noised more
+
+
+def test_forward_noise_closed_form():
+    x0, eps = torch.tensor([[2.0, -1.0]]), torch.tensor([[1.0, 1.0]])
+    x = forward_noise(x0, torch.tensor([0.64]), eps)
+    assert torch.allclose(x, torch.tensor([[0.8 * 2 + 0.6, -0.8 + 0.6]]))
+
+
+def test_ddpm_step_matches_the_stride_one_formula():
+    betas = beta_schedule(torch.tensor([0.2]), 10, 0.01)
+    abar = alpha_bar(betas)
+    t = 7
+    x, eps, z = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 0.1]]), torch.tensor([[0.3, -0.2]])
+    beta_t, alpha_t = betas[0, t], 1 - betas[0, t]
+    expected = (x - beta_t / (1 - abar[0, t]).sqrt() * eps) / alpha_t.sqrt() + beta_t.sqrt() * z
+    assert torch.allclose(ddpm_step(x, eps, abar[:, t], abar[:, t - 1], z), expected, atol=1e-6)
+
+
+def test_band_steps_and_plans():
+    assert band_steps(100) == (5, 10, 20, 50)
+    assert band_steps(20) == (1, 2, 4, 10)
+    plan = reverse_plan(100, 8)
+    assert plan[0] == 100 and plan[-1] == 5
+    assert all(a > b for a, b in zip(plan, plan[1:]))
+    assert {50, 20, 10, 5} <= set(plan)
+    assert len(plan) - 1 == 8
+    assert reverse_plan(100, 4) == [100, 50, 20, 10, 5]                  # the minimum: one jump per segment
+    assert reverse_plan(100, 1000) == list(range(100, 4, -1))            # full stride-1 chain
+
+
+class Recording(torch.nn.Module):
+    """Stand-in denoiser: records (t, x_t) it is called with and predicts zero noise."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, x, t, cond_proj):
+        self.calls.append((int(t[0]), x.clone()))
+        return torch.zeros_like(x)
+
+
+def test_reverse_chain_returns_the_four_bands_from_the_right_steps():
+    n, dim, T = 3, 4, 40
+    abar = alpha_bar(beta_schedule(torch.full((n,), 0.1), T, 1e-3))
+    plan = reverse_plan(T, 10)
+    stub = Recording()
+    out = reverse_chain(stub, torch.randn(n, dim), abar, torch.zeros(n, 1), plan,
+                        torch.Generator().manual_seed(0))
+    assert out.shape == (4, n, dim)
+    assert [t for t, _ in stub.calls] == plan[:-1]
+    states = dict(stub.calls)                  # the state x_t the chain held when it stood at step t
+    bands = band_steps(T)                      # (2, 4, 8, 20)
+    for k in (1, 2, 3):                        # bands 2..4 are states the chain went on from
+        assert torch.equal(out[k], states[bands[k]])
+    assert torch.isfinite(out[0]).all()
+
+
+def test_reverse_chain_is_seeded():
+    torch.manual_seed(0)
+    den = Denoiser(entity_dim=6, cond_dim=5, hidden=8, time_dim=4)
+    abar = alpha_bar(beta_schedule(torch.tensor([0.05, 0.2]), 20, 1e-3))
+    x0, cond = torch.randn(2, 6), den.project_condition(torch.randn(2, 5))
+    plan = reverse_plan(20, 6)
+    a = reverse_chain(den, x0, abar, cond, plan, torch.Generator().manual_seed(3))
+    b = reverse_chain(den, x0, abar, cond, plan, torch.Generator().manual_seed(3))
+    c = reverse_chain(den, x0, abar, cond, plan, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_denoiser_and_diffusion_loss():
+    torch.manual_seed(0)
+    den = Denoiser(entity_dim=6, cond_dim=5, hidden=8, time_dim=4)
+    cond = den.project_condition(torch.randn(3, 5))
+    eps = den(torch.randn(3, 6), torch.tensor([1, 5, 9]), cond)
+    assert eps.shape == (3, 6)
+    assert torch.allclose(eps.mean(-1), torch.zeros(3), atol=1e-5)  # LayerNorm output (Eq. 10)
+    emb = timestep_embedding(torch.tensor([0, 3]), 5)
+    assert emb.shape == (2, 5) and torch.allclose(emb[0, :2], torch.zeros(2))
+    abar = alpha_bar(beta_schedule(torch.full((3,), 0.1), 20, 1e-3))
+    loss = diffusion_loss(den, torch.randn(3, 6), abar, cond, torch.Generator().manual_seed(0))
+    assert loss.dim() == 0 and loss.item() > 0
+    loss.backward()
+    assert all(p.grad is not None for p in den.parameters())
