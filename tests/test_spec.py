@@ -1,0 +1,215 @@
+"""Sweep-file schema: every bad case gives one message naming the file, the line, the key path and why."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+
+from kgsearch.errors import KGSearchError
+from kgsearch.spec import (OptunaSpace, ParamDef, available_sweeps, load_spec, parse_spec, resolve_sweep,
+                           spec_from_dict)
+
+BASE = textwrap.dedent("""\
+    model: dans
+    dataset: umls
+    metric: val_mrr
+    mode: max
+    num_samples: 4
+    max_concurrent_trials: 2
+    searcher: {type: tpe, seed: 1, n_startup_trials: 2}
+    scheduler:
+      type: asha
+      max_t: 6
+      grace_period: 2
+      reduction_factor: 3
+    resources: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0}
+    fixed:
+      seed: 0
+      eval_every: 1
+    space:
+      lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
+      dim: {type: choice, values: [16, 32]}
+      scorer: {type: choice, values: [rotate, transe]}
+      adversarial_temperature: {type: uniform, low: 0.5, high: 1.5, when: {scorer: transe}}
+    smoke:
+      num_samples: 2
+      max_t: 1
+      fixed: {dim: 8, scorer: rotate}
+    """)
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def error_of(tmp_path: Path, text: str, **kw) -> str:
+    path = write(tmp_path, text)
+    with pytest.raises(KGSearchError) as info:
+        load_spec(path, **kw)
+    return str(info.value)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_base_file_resolves(tmp_path):
+    spec = load_spec(write(tmp_path, BASE))
+    assert spec.name == "sweep" and spec.model == "dans" and spec.num_samples == 4
+    assert spec.fixed == {"seed": 0, "eval_every": 1, "epochs": 6}  # epochs comes from scheduler.max_t
+    assert [p.name for p in spec.space] == ["lr", "dim", "scorer", "adversarial_temperature"]
+    temp = spec.space[-1]
+    assert temp.when == (("scorer", ("transe",)),)
+
+
+@pytest.mark.parametrize("old,new,path,reason", [
+    ("num_samples: 4", "num_sample: 4", "num_sample", "unknown key 'num_sample' (did you mean 'num_samples'?)"),
+    ("high: 1.0e-2}", "high: 1.0e-2, lw: 1}", "space.lr.lw", "unknown key 'lw'"),
+    ("low: 1.0e-3, high: 1.0e-2", "low: 0.1, high: 1.0e-2", "space.lr.low", "low 0.1 is above high 0.01"),
+    ("low: 1.0e-3, high: 1.0e-2", "low: 0.0, high: 1.0e-2", "space.lr.low", "log-scale range needs low > 0"),
+    ("model: dans", "model: transformer", "model", "unknown model 'transformer'"),
+    ("dataset: umls", "dataset: no-such-kg", "dataset", "unknown dataset 'no-such-kg'"),
+    ("dataset: umls", "dataset: icews14", "dataset", "temporal dataset"),
+    ("  dim: {type: choice", "  gama: {type: uniform, low: 1, high: 2}\n  dim: {type: choice", "space.gama",
+     "'gama' is not a parameter of this model's config (did you mean 'gamma'?)"),
+    ("when: {scorer: transe}", "when: {scorr: transe}", "space.adversarial_temperature.when.scorr",
+     "names unknown parameter 'scorr'"),
+    ("when: {scorer: transe}", "when: {scorer: complexx}", "space.adversarial_temperature.when.scorer",
+     "'complexx' is not one of 'scorer''s choices"),
+    ("when: {scorer: transe}", "when: {lr: 0.01}", "space.adversarial_temperature.when.lr",
+     "only choice parameters"),
+    ("  eval_every: 1", "  eval_every: 1\n  dim: many", "fixed.dim", "expected int"),
+    ("  eval_every: 1", "  eval_every: 1\n  epochs: 5", "fixed.epochs", "set by scheduler.max_t"),
+    ("type: loguniform", "type: logunif", "space.lr.type", "unknown type 'logunif'"),
+    ("metric: val_mrr", "metric: val_accuracy", "metric", "unknown metric 'val_accuracy'"),
+    ("mode: max", "mode: min", "mode", "must be 'max'"),
+    ("dim: {type: choice, values: [16, 32]}", "dim: {type: uniform, low: 16, high: 32}", "space.dim.type",
+     "integer parameter; use type: int"),
+    ("values: [16, 32]", "values: [16, sixteen]", "space.dim.values.1", "expected int"),
+    ("grace_period: 2", "grace_period: 0", "scheduler.grace_period", "greater than or equal to 1"),
+    ("  eval_every: 1", "  eval_every: 4", "scheduler.grace_period", "multiple of eval_every (4)"),
+    ("gpus_per_worker: 0}", "gpus_per_worker: 0.5}\n", "resources.gpus_per_worker", "fractional GPUs"),
+    ("  fixed: {dim: 8, scorer: rotate}", "  fixed: {dimension: 8}", "smoke.fixed.dimension",
+     "not a parameter"),
+])
+def test_bad_file_names_file_line_key_and_reason(tmp_path, old, new, path, reason):
+    text = BASE.replace(old, new)
+    if path == "resources.gpus_per_worker":
+        text = text.replace("workers: 1,", "workers: 2,")
+    assert text != BASE, "the test's replacement did not apply"
+    message = error_of(tmp_path, text)
+    assert reason in message
+    m = re.match(r"(?P<file>.+?):(?P<line>\d+): (?P<path>\S+): ", message)
+    assert m, message
+    assert m["file"].endswith("sweep.yaml") and m["path"] == path
+    key = path.split(".")[-1]
+    if not key.isdigit():  # the line is the key's own line (its parent's for a missing key)
+        expected = [i for i, line in enumerate(text.splitlines(), 1) if re.search(rf"\b{re.escape(key)}\b", line)]
+        assert int(m["line"]) in expected, (message, expected)
+
+
+def test_missing_key_points_at_parent(tmp_path):
+    text = BASE.replace("  max_t: 6\n", "")
+    message = error_of(tmp_path, text)
+    assert f"sweep.yaml:{line_of(text, 'scheduler:')}: scheduler.max_t: required key is missing" in message
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    message = error_of(tmp_path, BASE.replace("mode: max", "mode: [max"))
+    assert re.search(r"sweep\.yaml:\d+: invalid YAML", message)
+
+
+def test_space_that_can_break_the_config_is_refused(tmp_path):
+    # beta_low may exceed beta_global: DansConfig.validate() would fail for some trials.
+    text = BASE.replace("  dim: {type: choice", "  beta_low: {type: uniform, low: 0.01, high: 0.2}\n"
+                                                 "  beta_global: {type: uniform, low: 0.05, high: 0.3}\n"
+                                                 "  dim: {type: choice")
+    message = error_of(tmp_path, text)
+    assert "space: the space can produce an invalid config" in message and "beta_low" in message
+
+
+def test_smoke_pins_params_and_drops_their_children(tmp_path):
+    spec = load_spec(write(tmp_path, BASE), smoke=True)
+    assert spec.num_samples == 2 and spec.scheduler.max_t == 1 and spec.scheduler.grace_period == 1
+    assert spec.fixed["dim"] == 8 and spec.fixed["scorer"] == "rotate" and spec.fixed["epochs"] == 1
+    # scorer is pinned to rotate, so the transe-only parameter drops out of the space
+    assert [p.name for p in spec.space] == ["lr"]
+
+
+def test_when_on_a_fixed_param_is_resolved_statically(tmp_path):
+    text = BASE.replace("  scorer: {type: choice, values: [rotate, transe]}\n", "") \
+               .replace("  eval_every: 1", "  eval_every: 1\n  scorer: transe")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.space[-1].name == "adversarial_temperature" and spec.space[-1].when == ()
+
+
+def test_command_line_overrides(tmp_path):
+    spec = load_spec(write(tmp_path, BASE), num_samples=9, max_epochs=1, searcher="random", asha=False,
+                     max_concurrent_trials=1)
+    assert spec.num_samples == 9 and spec.max_concurrent_trials == 1
+    assert spec.scheduler.max_t == 1 and spec.scheduler.grace_period == 1 and spec.fixed["epochs"] == 1
+    assert spec.scheduler.type == "fifo" and spec.searcher.type == "random"
+
+
+def test_spec_round_trips_through_its_stored_form(tmp_path):
+    spec = load_spec(write(tmp_path, BASE))
+    assert spec_from_dict(spec.to_dict()) == spec
+
+
+def test_optuna_space_is_conditional_and_picklable(tmp_path):
+    space = load_spec(write(tmp_path, BASE)).optuna_space()
+    space = pickle.loads(pickle.dumps(space))  # Tune pickles it into the searcher state
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        assert space(trial) is None
+        params = trial.params
+        assert 1e-3 <= params["lr"] <= 1e-2 and params["dim"] in (16, 32)
+        assert ("adversarial_temperature" in params) == (params["scorer"] == "transe")
+        seen.add(params["scorer"])
+        study.tell(trial, 0.0)
+    assert seen == {"rotate", "transe"}
+
+
+def test_param_def_int_and_log_ranges():
+    p = ParamDef("diffusion_steps", "int", low=20, high=40, step=10)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    values = {OptunaSpace((p,))(t) or t.params["diffusion_steps"] for t in (study.ask() for _ in range(20))}
+    assert values <= {20, 30, 40} and len(values) > 1
+
+
+def test_int_step_must_divide_the_range(tmp_path):
+    text = BASE.replace("  dim: {type: choice, values: [16, 32]}", "  dim: {type: int, low: 16, high: 40, step: 16}")
+    assert "space.dim.step: high - low (24) is not a multiple of step 16" in error_of(tmp_path, text)
+
+
+def test_sweep_names_resolve_from_cwd_then_repo(tmp_path, monkeypatch):
+    local = tmp_path / "search_spaces"
+    local.mkdir()
+    write(local, BASE, "mine.yaml")
+    assert resolve_sweep("mine", cwd=tmp_path) == local / "mine.yaml"
+    assert resolve_sweep("dans_umls", cwd=tmp_path).parent.name == "search_spaces"  # the repo's
+    write(local, BASE, "dans_umls.yaml")  # ./search_spaces wins over the repo's
+    assert resolve_sweep("dans_umls", cwd=tmp_path) == local / "dans_umls.yaml"
+    assert "mine" in available_sweeps(cwd=tmp_path)
+    with pytest.raises(KGSearchError, match=r"unknown sweep 'nope'.*available sweeps: .*dans_umls"):
+        resolve_sweep("nope", cwd=tmp_path)
+    with pytest.raises(KGSearchError, match="no such sweep file"):
+        resolve_sweep(str(tmp_path / "absent.yaml"))
+
+
+def test_dkgr_metric_groups(tmp_path):
+    text = (BASE.replace("model: dans", "model: dkgr").replace("dataset: umls", "dataset: icews14")
+            .split("space:")[0] + "space:\n  lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}\n")
+    assert "unknown metric 'val_mrr' for model 'dkgr'" in error_of(tmp_path, text)
+    spec = parse_spec(text.replace("metric: val_mrr", "metric: val_tf_mrr"), source="x.yaml")
+    assert spec.metric == "val_tf_mrr" and spec.fixed["epochs"] == 6

@@ -1,0 +1,226 @@
+"""End-to-end smoke sweep on a real (embedded) Ray, plus the pieces of the trial loop that need no Ray.
+
+One 3-trial x 2-epoch `dans_umls --smoke` sweep (module fixture, ~30-50 s) is checked from several
+angles: result files, the failed trial (trial 2 gets a NaN loss at epoch 1 through the
+KGSEARCH_FAULT_NAN hook in trainables/common.py), once-per-sweep preparation, provenance,
+TensorBoard curves and HParams, and the exported best run file replaying to the same test MRR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from kgsearch.config import config_from_dict
+from kgsearch.spec import load_spec
+
+RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One small Ray for the module (RAY_NOTES "Tests")."""
+    import ray
+
+    saved = {k: os.environ.get(k) for k in RAY_TEST_ENV}
+    os.environ.update(RAY_TEST_ENV)
+    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=100 << 20,
+             log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def smoke(ray_session, tmp_path_factory):
+    """Run the smoke sweep once; count Recipe.prepare calls in this (driver) process."""
+    from kgsearch.dans.recipe import DansRecipe
+    from kgsearch.sweep import run_sweep
+    from trainables.common import FAULT_ENV
+
+    calls = []
+    original = DansRecipe.__dict__["prepare"]
+
+    def counting(cls, config, dataset):
+        calls.append(dataset.name)
+        return original.__func__(cls, config, dataset)
+
+    DansRecipe.prepare = classmethod(counting)
+    os.environ[FAULT_ENV] = "2@1"
+    lines: list[str] = []
+    storage = tmp_path_factory.mktemp("runs")
+    printed = io.StringIO()
+    try:
+        spec = load_spec("dans_umls", smoke=True, num_samples=3)
+        with contextlib.redirect_stdout(printed):  # the progress printer's lines
+            outcome = run_sweep(spec, storage=str(storage), say=lines.append)
+    finally:
+        DansRecipe.prepare = original
+        os.environ.pop(FAULT_ENV, None)
+    lines += printed.getvalue().splitlines()
+    return {"outcome": outcome, "exp": outcome.experiment, "lines": lines, "prepare_calls": calls, "spec": spec}
+
+
+def read_trials(exp: Path) -> dict[str, dict]:
+    with (exp / "trials.csv").open() as f:
+        return {row["trial"]: row for row in csv.DictReader(f)}
+
+
+def test_results_files(smoke):
+    exp = smoke["exp"]
+    rows = read_trials(exp)
+    assert sorted(rows) == ["t001", "t002", "t003"]
+    searched = [p.name for p in smoke["spec"].space]
+    assert set(searched) <= set(next(iter(rows.values())))  # one column per searched parameter
+    for name in ("t001", "t003"):  # ASHA (grace 1) may stop one at epoch 1, depending on who reports first
+        assert (rows[name]["status"], rows[name]["epochs"]) in {("completed", "2"), ("stopped_early", "1")}
+        assert 0 < float(rows[name]["best_val_mrr"]) <= 1
+    metrics = json.loads((exp / "best" / "metrics.json").read_text())
+    assert metrics["trial"] in ("t001", "t003")
+    assert math.isclose(metrics["val"]["val_mrr"], float(rows[metrics["trial"]]["best_val_mrr"]), abs_tol=1e-6)
+    assert 0 < metrics["test"]["test_mrr"] <= 1 and metrics["test"]["test_count"] > 0
+    assert (exp / "sweep.yaml").is_file() and (exp / "best" / "checkpoint.pt").is_file()
+    summary = (exp / "summary.txt").read_text()
+    assert "best trial" in summary and "3 trials" in summary and "t002 failed: TrainingDiverged" in summary
+
+
+def test_nan_trial_is_recorded_failed_and_the_sweep_goes_on(smoke):
+    row = read_trials(smoke["exp"])["t002"]
+    assert row["status"] == "failed"
+    assert row["error"] == "TrainingDiverged: loss became nan at epoch 1"
+    assert any("t002 FAILED" in line and "TrainingDiverged" in line for line in smoke["lines"])
+    assert any(line.endswith("t003 start") or " t003 start " in line for line in smoke["lines"])
+
+
+def test_dataset_work_runs_once_per_sweep(smoke):
+    # The driver prepared once; trials get (dataset, prepared) from the object store and a trial that
+    # called prepare would fail (trainables.common._forbid_prepare) -- both trials completed.
+    assert smoke["prepare_calls"] == ["umls"]
+    rows = read_trials(smoke["exp"])
+    assert all(rows[t]["status"] != "failed" for t in ("t001", "t003"))
+
+
+def test_each_trial_folder_records_provenance(smoke):
+    for folder in sorted(smoke["exp"].glob("t00*_*")):
+        info = json.loads((folder / "provenance.json").read_text())
+        assert info["seed"] == 0 and info["trial"] == folder.name.split("_")[0]
+        assert "git_commit" in info and info["versions"]["torch"] == torch.__version__
+        assert info["config"]["epochs"] == 2
+
+
+def test_tensorboard_has_every_trials_curves_and_hparams(smoke):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    rows = read_trials(smoke["exp"])
+    searched = [p.name for p in smoke["spec"].space]
+    for name in ("t001", "t003"):
+        (folder,) = smoke["exp"].glob(f"{name}_*")
+        acc = EventAccumulator(str(folder))
+        acc.Reload()
+        scalars = acc.Tags()["scalars"]
+        epochs = list(range(1, int(rows[name]["epochs"]) + 1))
+        assert [e.step for e in acc.Scalars("ray/tune/val_mrr")] == epochs  # x axis = epoch
+        assert [e.step for e in acc.Scalars("ray/tune/loss")] == epochs
+        assert "ray/tune/best_val_mrr" in scalars
+        best = acc.Scalars("ray/tune/best_val_mrr")[-1].value
+        assert math.isclose(best, float(rows[name]["best_val_mrr"]), rel_tol=1e-5)
+        content = acc.PluginTagToContent("hparams")
+        start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+        hparams = start.session_start_info.hparams
+        assert sorted(hparams) == sorted(searched)
+        assert math.isclose(hparams["lr"].number_value, float(rows[name]["lr"]), rel_tol=1e-9)
+        experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"])
+        assert "ray/tune/best_val_mrr" in {m.name.tag for m in experiment.experiment.metric_infos}
+
+
+def test_best_config_replays_to_the_same_test_mrr(smoke):
+    from kgsearch.train import load_run_file, run_training
+
+    exp = smoke["exp"]
+    run = load_run_file(exp / "best" / "config.yaml")
+    assert set(run) == {"model", "dataset", "data_root", "params"}  # device-free run file
+    metrics = json.loads((exp / "best" / "metrics.json").read_text())
+    assert run["params"]["epochs"] == metrics["epochs_run"]
+    result = run_training(run, str(exp / "best" / "config.yaml"), out=None)
+    assert abs(result["test"]["test_mrr"] - metrics["test"]["test_mrr"]) < 0.01
+
+
+def test_progress_is_one_line_per_event(smoke):
+    epochs = [line for line in smoke["lines"] if re.search(r"\] t\d{3} epoch +\d+/2 ", line)]
+    rows = read_trials(smoke["exp"])
+    assert len(epochs) == int(rows["t001"]["epochs"]) + int(rows["t003"]["epochs"])  # t002 never reported
+    assert all(len(line) < 160 for line in epochs)
+
+
+# ------------------------------------------------------------------------------------------------
+# Without Ray
+
+
+def test_sharded_validation_sums_to_the_single_worker_metrics():
+    """What N DDP workers all-reduce (RankAccumulator sums) equals one worker's evaluation exactly."""
+    from kgsearch.dans.recipe import DansRecipe
+    from kgsearch.data import load
+    from kgsearch.train import evaluate_split, seed_everything
+
+    spec = load_spec("dans_umls", smoke=True)
+    config = config_from_dict(DansRecipe.Config, spec.fixed)
+    dataset = load("umls")
+    prepared = DansRecipe.prepare(config, dataset)
+    seed_everything(0)
+    single = DansRecipe(config, dataset, prepared)
+    single.train_epoch(1)  # some trained weights, not just the initial ones
+    shards = [DansRecipe(config, dataset, prepared, rank=r, world_size=2) for r in (0, 1)]
+    for shard in shards:
+        shard.load_state_dict(single.state_dict())
+    other = shards[1].evaluate("valid")[""].to_tensor()
+    reduced = evaluate_split(shards[0], "valid", "val_", reduce=lambda t: t + other.reshape(t.shape))
+    alone = evaluate_split(single, "valid", "val_")
+    assert reduced["val_count"] == alone["val_count"] == len(dataset.valid) * 2
+    for key in ("val_mrr", "val_hits@1", "val_hits@10"):
+        assert reduced[key] == pytest.approx(alone[key], abs=1e-12)
+
+
+def test_a_trial_killed_for_memory_fails_alone():
+    """Ray's OutOfMemoryError for a trial's pending task reaches Tune as an actor failure."""
+    from ray.air.execution._internal.actor_manager import RayActorManager
+    from ray.exceptions import OutOfMemoryError, RayActorError
+
+    from kgsearch.sweep import survive_killed_trials
+
+    survive_killed_trials()
+    seen = []
+
+    class Tracked:
+        actor_id = "a1"
+        _on_error = staticmethod(lambda actor, exc: seen.append(("actor", exc)))
+
+    class Task:
+        _tracked_actor = Tracked()
+        _on_error = staticmethod(lambda actor, exc: seen.append(("task", exc)))
+
+    class Manager:
+        _failed_actor_ids: set = set()
+
+        def _cleanup_actor(self, tracked_actor):
+            pass
+
+    RayActorManager._actor_task_failed(Manager(), Task(), OutOfMemoryError("node low on memory"))
+    assert [kind for kind, _ in seen] == ["actor", "task"]
+    assert all(isinstance(exc, RayActorError) and "OutOfMemoryError: node low on memory" in str(exc)
+               for _, exc in seen)

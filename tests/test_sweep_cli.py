@@ -1,0 +1,95 @@
+"""The sweep CLI refuses bad input with one message and exit code 2, before Ray starts and without
+touching the experiment folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from kgsearch.sweep import main
+
+
+def run_cli(argv, capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code, capsys.readouterr().err
+
+
+def snapshot(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else None
+
+
+def test_unknown_sweep_lists_the_available_ones(capsys, tmp_path):
+    code, err = run_cli(["dans_umsl", "--storage", str(tmp_path)], capsys)
+    assert code == 2
+    assert err.startswith("kgsearch: error: unknown sweep 'dans_umsl'") and "dans_umls" in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
+
+
+def test_bad_yaml_names_file_line_and_key(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: dans\ndataset: umls\nmetric: val_mrr\nnum_samples: 2\n"
+                   "scheduler: {max_t: 2}\nspace:\n  lr: {type: loguniform, low: -1, high: 0.1}\n")
+    code, err = run_cli([str(bad), "--storage", str(tmp_path / "runs")], capsys)
+    assert code == 2
+    assert f"{bad}:7: space.lr.low: a log-scale range needs low > 0, got -1.0" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_without_a_sweep_leaves_the_folder_untouched(capsys, tmp_path):
+    (tmp_path / "dans_umls").mkdir()
+    (tmp_path / "dans_umls" / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    code, err = run_cli(["dans_umls", "--resume", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "holds no sweep to resume" in err
+    assert snapshot(tmp_path) == before
+
+
+def test_unreadable_data_root(capsys, tmp_path):
+    code, err = run_cli(["dans_umls", "--data-root", str(tmp_path / "nowhere"), "--storage", str(tmp_path / "runs")],
+                        capsys)
+    assert code == 2 and "--data-root" in err and "no such folder" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_existing_experiment_needs_resume_or_a_new_name(capsys, tmp_path):
+    exp = tmp_path / "dans_umls"
+    exp.mkdir()
+    (exp / "sweep.yaml").write_text("spec: {}\n")
+    before = snapshot(tmp_path)
+    code, err = run_cli(["dans_umls", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "already holds a sweep" in err and "--resume" in err
+    assert snapshot(tmp_path) == before
+
+
+def test_smoke_on_a_file_without_smoke_block(capsys, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("model: dans\ndataset: umls\nmetric: val_mrr\nnum_samples: 2\nscheduler: {max_t: 2}\n")
+    code, err = run_cli([str(path), "--smoke"], capsys)
+    assert code == 2 and "has no `smoke:` block" in err
+
+
+def test_flag_values_are_checked(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["dans_umls", "--num-samples", "0"])
+    assert info.value.code == 2 and "expected a positive integer" in capsys.readouterr().err
+
+
+def test_resources_adapt_to_a_cluster_without_gpus(monkeypatch):
+    import ray
+
+    from kgsearch.spec import load_spec
+    from kgsearch.sweep import adapt_resources
+
+    spec = load_spec("dans_fb15k237")  # 4 workers x (4 CPU + 1 GPU), 2 trials at a time
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "memory": 1e10})
+    said = []
+    local = adapt_resources(spec, "local", said.append)
+    assert local.resources.gpus_per_worker == 0 and local.resources.workers == 4
+    assert local.resources.cpus_per_worker == 0.5 and local.max_concurrent_trials == 1  # fits on 2 CPUs
+    assert any("no GPUs" in s for s in said) and any("max_concurrent_trials 2 -> 1" in s for s in said)
+    # A cluster may autoscale: only the GPU fallback applies, the sizes stay as written.
+    cluster = adapt_resources(spec, "cluster", said.append)
+    assert cluster.resources.cpus_per_worker == 4 and cluster.max_concurrent_trials == 2
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 8.0})
+    gpus = adapt_resources(spec, "cluster", said.append)
+    assert gpus.resources == spec.resources and gpus.max_concurrent_trials == 2

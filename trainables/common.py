@@ -1,0 +1,311 @@
+"""The per-trial loop shared by every model family: one Tune trial = one `kgsearch.train.fit()` run.
+
+Two ways to run a trial, picked by the sweep's resources (RAY_NOTES "Train V2 + Tune"):
+
+* one worker  -> `drive_trial` trains right here, inside the Tune function trial, and reports with
+  `ray.tune.report` (a Ray Train worker group costs 9-22 s of start-up per trial, and Train's
+  `num_workers=0` local mode does not work inside Tune);
+* N workers   -> `drive_trial` runs a Train V2 `TorchTrainer` whose workers run `worker_loop`
+  (DDP: gloo on CPU, NCCL on GPU); `TuneReportCallback` forwards rank 0's reports to Tune, and the
+  Train run is named after the trial id so a retried or restored trial finds its last checkpoint.
+
+Either way the epoch loop is `kgsearch.train.fit()`; its `on_epoch` hook reports once per epoch
+(loss, validation metrics, epoch time, `epochs_done`) with a checkpoint in kgsearch's format that
+holds the `FitState` (so resume continues where it stopped) and the best-validation weights.
+Per-dataset work (loading, filters, `Recipe.prepare`) was done once by the sweep driver; trials
+fetch `(dataset, prepared)` from the object store and never call `prepare` (`_forbid_prepare`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from kgsearch.checkpoint import load_checkpoint
+from kgsearch.config import config_from_dict, config_to_dict
+from kgsearch.errors import KGSearchError
+from kgsearch.spec import ResourcesSpec
+from kgsearch.train import FitState, TrainingDiverged, _restore, _save, fit, seed_everything
+
+CHECKPOINT_FILE = "checkpoint.pt"
+FAULT_ENV = "KGSEARCH_FAULT_NAN"  # test hook, "<trial number>@<epoch>": that trial's loss turns NaN
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of a sweep shares; reaches trials through `tune.with_parameters`."""
+
+    model: str  # recipe name
+    dataset: str  # dataset name or path, as in the sweep file (for the run file in checkpoints)
+    data_root: str | None
+    metric: str  # the Tune metric, e.g. val_mrr
+    resources: ResourcesSpec
+    train_storage: str  # absolute folder where worker-group trials' Train runs keep their checkpoints
+    shared: Any  # ObjectRef of (dataset, prepared), put once by the driver
+    fault: str | None = None  # FAULT_ENV of the driver, if set
+    worker_env: dict | None = None  # env vars for Train workers (the glibc malloc settings)
+
+
+def run_file(ctx: TrialContext, config: Any) -> dict:
+    """The `python -m kgsearch.train` run-file dict of a trial (stored in its checkpoints)."""
+    return {"model": ctx.model, "dataset": ctx.dataset, "data_root": ctx.data_root,
+            "params": config_to_dict(config)}
+
+
+def trial_number(trial_name: str) -> int | None:
+    """`t007_ab12cd34` -> 7 (the sweep names trials t<counter>_<id>)."""
+    head = trial_name.split("_", 1)[0]
+    return int(head[1:]) if head.startswith("t") and head[1:].isdigit() else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Building a recipe inside a trial
+
+
+def _forbid_prepare(recipe_cls: type) -> None:
+    """Per-dataset preparation belongs to the sweep driver; a trial recomputing it would silently
+    multiply the sweep's cost by the number of trials, so make it loud instead."""
+
+    def refuse(*_args, **_kwargs):
+        raise RuntimeError(f"{recipe_cls.__name__}.prepare was called inside a trial; per-dataset work "
+                           "must come from the sweep driver (TrialContext.shared)")
+
+    recipe_cls.prepare = classmethod(lambda cls, *a, **k: refuse())
+
+
+def build_recipe(recipe_cls: type, params: dict, ctx: TrialContext, device: torch.device,
+                 rank: int = 0, world_size: int = 1):
+    import ray
+
+    config = config_from_dict(recipe_cls.Config, params, source=f"trial config ({ctx.model})")
+    dataset, prepared = ray.get(ctx.shared)
+    _forbid_prepare(recipe_cls)
+    seed_everything(config.seed)  # the same initial weights as `python -m kgsearch.train` (build())
+    recipe = recipe_cls(config, dataset, prepared, device=device, rank=rank, world_size=world_size)
+    return config, recipe
+
+
+def _set_threads(resources: ResourcesSpec) -> None:
+    torch.set_num_threads(max(1, int(resources.cpus_per_worker)))
+
+
+def _inject_fault(recipe, ctx: TrialContext, trial_name: str) -> None:
+    """Test hook: make this trial's loss NaN at the given epoch, exercising fit()'s real divergence path."""
+    if not ctx.fault:
+        return
+    number, _, epoch = ctx.fault.partition("@")
+    if trial_number(trial_name) != int(number):
+        return
+    inner = recipe.train_epoch
+
+    def train_epoch(e: int) -> dict:
+        record = inner(e)
+        return {**record, "loss": math.nan} if e == int(epoch or 1) else record
+
+    recipe.train_epoch = train_epoch
+
+
+# ------------------------------------------------------------------------------------------------
+# Reports and checkpoints
+
+
+class EpochReporter:
+    """fit()'s on_epoch hook: turn an epoch record into one Tune/Train report with a checkpoint."""
+
+    def __init__(self, run: dict, recipe, send: Callable[[dict, str | None], None], write_checkpoint: bool,
+                 workers: int = 1, started_at: float | None = None):
+        self.run, self.recipe, self.send, self.write_checkpoint = run, recipe, send, write_checkpoint
+        self.workers = workers
+        self.started_at = started_at or time.time()  # when the Tune trial function began
+        self.setup_s: float | None = None
+        self.last_val: dict[str, float] = {}
+
+    def __call__(self, record: dict, state: FitState, improved: bool) -> None:
+        metrics = {k: float(v) for k, v in record.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+        val = {k: v for k, v in metrics.items() if k.startswith("val_")}
+        if val:
+            self.last_val = {**val, "val_epoch": float(record["epoch"])}
+        # Epochs without validation (eval_every > 1) carry the last validation forward so that every
+        # report holds the sweep metric (Tune's strict metric check); `val_epoch` says when it was taken.
+        metrics = {**self.last_val, **metrics}
+        if self.setup_s is None:  # trial start -> first training step (worker group start-up included)
+            first_step = time.time() - metrics.get("epoch_time", 0.0) - metrics.get("eval_time", 0.0)
+            self.setup_s = max(0.0, first_step - self.started_at)
+        metrics["setup_s"] = self.setup_s
+        metrics["trial_started_at"] = self.started_at  # wall clock, for the overhead analysis
+        metrics["best_epoch"] = int(state.best_epoch)
+        metrics["workers"] = self.workers
+        metrics["epochs_done"] = int(record["epoch"])  # ASHA's time_attr (training_iteration restarts on resume)
+        metrics["timesteps_total"] = int(record["epoch"])  # TensorBoard's x axis = epoch
+        if not self.write_checkpoint:
+            self.send(metrics, None)
+            return
+        with tempfile.TemporaryDirectory(prefix="kgsearch-ckpt-") as tmp:
+            _save(Path(tmp) / CHECKPOINT_FILE, self.run, self.recipe, state, "last")
+            self.send(metrics, tmp)
+
+
+def restore_from(checkpoint, recipe, model: str) -> FitState | None:
+    """Load a Ray checkpoint written by EpochReporter into `recipe`; return where the run stood."""
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        blob = load_checkpoint(Path(folder) / CHECKPOINT_FILE, model=model)
+    recipe.load_state_dict(blob["state"]["recipe"])
+    return _restore(blob)
+
+
+# ------------------------------------------------------------------------------------------------
+# The Tune function trial
+
+
+def drive_trial(recipe_cls: type, worker_fn: Callable[[dict], None], config: dict, ctx: TrialContext) -> None:
+    """`train_driver_fn`: the Tune function trial (direct training, or a Train V2 worker group)."""
+    started = time.time()
+    if ctx.resources.direct:
+        _train_here(recipe_cls, config, ctx, started)
+    else:
+        _train_with_workers(worker_fn, config, ctx, started)
+
+
+def _train_here(recipe_cls: type, params: dict, ctx: TrialContext, started: float) -> None:
+    from ray import tune
+
+    _set_threads(ctx.resources)
+    use_gpu = ctx.resources.gpus_per_worker > 0 and torch.cuda.is_available()
+    device = torch.device("cuda" if use_gpu else "cpu")
+    config, recipe = build_recipe(recipe_cls, params, ctx, device)
+    _inject_fault(recipe, ctx, tune.get_context().get_trial_name())
+    state = restore_from(tune.get_checkpoint(), recipe, ctx.model)
+
+    def send(metrics: dict, folder: str | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+    reporter = EpochReporter(run_file(ctx, config), recipe, send, write_checkpoint=True, started_at=started)
+    fit(recipe, epochs=config.epochs, eval_every=config.eval_every, state=state, on_epoch=reporter, log=None)
+
+
+def _train_with_workers(worker_fn: Callable[[dict], None], params: dict, ctx: TrialContext, started: float) -> None:
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    res = ctx.resources
+    use_gpu = res.gpus_per_worker > 0
+    per_worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if use_gpu else {})}
+    trial = tune.get_context()
+    trainer = TorchTrainer(
+        worker_fn,
+        train_loop_config={"params": params, "context": ctx, "trial_name": trial.get_trial_name(),
+                           "started_at": started},
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(num_workers=res.workers, use_gpu=use_gpu,
+                                               resources_per_worker=per_worker),
+        run_config=ray.train.RunConfig(
+            name=trial.get_trial_id(),  # stable across restore/retry: Train finds its last checkpoint
+            storage_path=ctx.train_storage,
+            failure_config=ray.train.FailureConfig(
+                max_failures=res.max_failures,
+                # a worker group that cannot be placed would otherwise be retried forever (RAY_NOTES)
+                controller_failure_limit=max(1, res.max_failures)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),  # it holds the best weights too
+            callbacks=[TuneReportCallback()],
+            worker_runtime_env={"env_vars": dict(ctx.worker_env)} if ctx.worker_env else None,
+        ),
+    )
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as exc:
+        # Surface the workers' own error (e.g. TrainingDiverged) as the trial's error.
+        failures = getattr(exc, "worker_failures", None) or {}
+        cause = next(iter(failures.values()), None)
+        if cause is not None and "TrainingDiverged" in repr(cause):
+            raise TrainingDiverged(_first_line(cause)) from None
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    for line in reversed(text):  # Ray wraps the remote traceback; the last line is the cause
+        if "TrainingDiverged" in line:
+            return line.split("TrainingDiverged:", 1)[-1].strip()
+    return text[-1] if text else type(exc).__name__
+
+
+# ------------------------------------------------------------------------------------------------
+# Ray Train workers
+
+
+def worker_loop(recipe_cls: type, loop_config: dict) -> None:
+    """`train_fn_per_worker`: one DDP rank of a worker-group trial."""
+    import ray.train
+    import ray.train.torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    ctx: TrialContext = loop_config["context"]
+    _set_threads(ctx.resources)
+    train_ctx = ray.train.get_context()
+    rank, world = train_ctx.get_world_rank(), train_ctx.get_world_size()
+    device = ray.train.torch.get_device() if ctx.resources.gpus_per_worker > 0 else torch.device("cpu")
+    config, recipe = build_recipe(recipe_cls, loop_config["params"], ctx, device, rank, world)
+    _inject_fault(recipe, ctx, loop_config["trial_name"])
+    state = restore_from(ray.train.get_checkpoint(), recipe, ctx.model)  # every rank loads the same state
+    # find_unused_parameters: ablation switches (w/o CCD, -GRU, -S, ...) leave parts of a model out of
+    # the loss; for these model sizes the extra graph walk per step is negligible.
+    recipe.forward_model = DistributedDataParallel(
+        recipe.model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+
+    def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+        x = t.to(device)
+        dist.all_reduce(x)
+        return x.cpu()
+
+    _mean_train_records(recipe, all_reduce_sum, world)
+
+    def send(metrics: dict, folder: str | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+    reporter = EpochReporter(run_file(ctx, config), recipe, send, write_checkpoint=rank == 0, workers=world,
+                             started_at=loop_config.get("started_at"))
+    # Validation ranks are all-reduced (sums of reciprocal ranks and hits), so 1 and N workers report
+    # exactly the same metrics for the same weights.
+    fit(recipe, epochs=config.epochs, eval_every=config.eval_every, state=state, on_epoch=reporter,
+        reduce=all_reduce_sum, log=None)
+
+
+def _mean_train_records(recipe, all_reduce_sum: Callable[[torch.Tensor], torch.Tensor], world: int) -> None:
+    """Average each epoch's loss parts over ranks, so every rank sees the same loss: fit()'s NaN check
+    then raises on all ranks together (no rank left waiting in a collective) and reports the global mean."""
+    inner = recipe.train_epoch
+
+    def train_epoch(epoch: int) -> dict:
+        record = inner(epoch)
+        keys = sorted(k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        summed = all_reduce_sum(torch.tensor([float(record[k]) for k in keys], dtype=torch.float64))
+        return {**record, **{k: float(summed[i]) / world for i, k in enumerate(keys)}}
+
+    recipe.train_epoch = train_epoch
+
+
+def env_fault() -> str | None:
+    """The driver reads the fault hook once and passes it to trials in the TrialContext."""
+    value = os.environ.get(FAULT_ENV)
+    if value and not _valid_fault(value):
+        raise KGSearchError(f"${FAULT_ENV}={value!r}: expected '<trial number>@<epoch>', e.g. '2@1'")
+    return value or None
+
+
+def _valid_fault(value: str) -> bool:
+    number, sep, epoch = value.partition("@")
+    return number.isdigit() and (not sep or epoch.isdigit())
