@@ -695,11 +695,6 @@ def _validated(config: Any) -> Any:
     return config
 
 
-def trial_config(spec: SweepSpec, searched: dict) -> dict:
-    """The full recipe params of one trial: fixed params plus the searched values."""
-    return {**spec.fixed, **searched}
-
-
 __all__ = ["SweepSpec", "ParamDef", "OptunaSpace", "SearcherSpec", "SchedulerSpec", "ResourcesSpec",
-           "load_spec", "parse_spec", "resolve_sweep", "available_sweeps", "spec_from_dict", "trial_config",
+           "load_spec", "parse_spec", "resolve_sweep", "available_sweeps", "spec_from_dict",
            "REPO_ROOT"]

@@ -27,9 +27,9 @@ from pathlib import Path
 
 from kgsearch.errors import KGSearchError, cli_entry
 from kgsearch.spec import SweepSpec, load_spec, spec_from_dict
-from kgsearch.sweep_report import (ProgressPrinter, ProvenanceWriter, best_row, collect_trials, echo,
-                                   summary_table, trial_dirname, write_json, write_trials_csv,
-                                   write_yaml)
+from kgsearch.sweep_report import (ProgressPrinter, ProvenanceWriter, best_row, collect_trials, echo, json_text,
+                                   summary_table, trial_dirname, trials_csv, yaml_text)
+from kgsearch.sweep_storage import ExperimentStore
 
 SPEC_FILE = "sweep.yaml"
 TRAIN_RUNS = "_train"
@@ -46,7 +46,7 @@ QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "
 
 @dataclasses.dataclass
 class SweepOutcome:
-    experiment: Path
+    experiment: Path | str  # a local Path, or the bucket URI
     rows: list
     best: dict | None
     wall_s: float
@@ -133,18 +133,27 @@ def start_ray(env: dict[str, str]) -> str:
     return "local"
 
 
-def adapt_resources(spec: SweepSpec, mode: str, say) -> SweepSpec:
-    """Fit the spec's per-trial resources and concurrency to the Ray cluster actually there."""
+def adapt_resources(spec: SweepSpec, mode: str, say, cpu_only: bool = False) -> SweepSpec:
+    """Fit the spec's per-trial resources and concurrency to the Ray cluster actually there.
+
+    A local Ray is what it is: no GPU -> CPU trials, too few CPUs -> smaller trials, one at a time.
+    A cluster may autoscale (a GPU node appears once trials ask for it), so there the spec is trusted
+    and only warned about; `cpu_only` (--cpu) forces CPU trials anywhere.
+    """
     import ray
 
     total = ray.cluster_resources()
     cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
     res, concurrency = spec.resources, spec.max_concurrent_trials
-    if res.gpus_per_worker > 0 and gpus == 0:
-        say(f"warning: the cluster has no GPUs; trials run on CPU (gpus_per_worker {res.gpus_per_worker} -> 0)")
+    fixed_size = mode != "cluster"
+    if res.gpus_per_worker > 0 and (cpu_only or (gpus == 0 and fixed_size)):
+        why = "--cpu" if cpu_only else "Ray has no GPU here"
+        say(f"warning: {why}; trials run on CPU (gpus_per_worker {res.gpus_per_worker:g} -> 0)")
         res = dataclasses.replace(res, gpus_per_worker=0.0)
+    elif res.gpus_per_worker > 0 and gpus == 0:
+        say("note: no GPU node is up yet; trials wait for the autoscaler to add one "
+            "(pass --cpu to run them on CPU instead)")
     per_trial_cpu = res.workers * res.cpus_per_worker
-    fixed_size = mode != "cluster"  # a cluster may autoscale: trust the spec there
     if per_trial_cpu > cpus:
         if fixed_size:
             cpw = max(cpus / res.workers, 0.01)
@@ -252,13 +261,13 @@ def make_trainable(spec: SweepSpec, ctx):
     return tune.with_resources(fn, request)
 
 
-def build_tuner(spec: SweepSpec, trainable, storage: Path, name: str, fail_fast: bool, provenance: dict,
+def build_tuner(spec: SweepSpec, trainable, store: ExperimentStore, fail_fast: bool, provenance: dict,
                 time_budget_s: float | None = None):
     from ray import tune
 
     searched = tuple(p.name for p in spec.space)
     run_config = tune.RunConfig(
-        name=name, storage_path=str(storage), verbose=0,
+        name=store.name, storage_path=store.root, verbose=0,
         callbacks=[ProgressPrinter(spec.metric, spec.scheduler.max_t, searched), ProvenanceWriter(provenance)],
         failure_config=tune.FailureConfig(max_failures=0, fail_fast=fail_fast),
         # One checkpoint per trial suffices: it carries the best-validation weights as well.
@@ -285,15 +294,11 @@ def in_ray_job() -> bool:
     return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
 
 
-def experiment_dir(spec: SweepSpec, storage: str | None, name: str | None) -> Path:
+def experiment_store(spec: SweepSpec, storage: str | None, name: str | None) -> ExperimentStore:
     # Inside a job the working directory is a temporary copy that is deleted afterwards (RAY_NOTES
     # "Jobs"), so ./runs would vanish with it: default to the home folder of the head node there.
     root = storage or spec.storage or (str(Path.home() / "kgsearch-runs") if in_ray_job() else "runs")
-    if "://" in root:
-        raise KGSearchError(f"storage {root!r}: use a local or shared-filesystem path (e.g. an NFS mount); "
-                            "the sweep writes its results next to Tune's files")
-    # Absolute: a `ray job submit` working directory is a temporary copy (RAY_NOTES "Jobs").
-    return Path(root).expanduser().resolve() / (name or spec.name)
+    return ExperimentStore(root, name or spec.name)
 
 
 def check_data_root(data_root: str | None) -> None:
@@ -308,7 +313,7 @@ def check_data_root(data_root: str | None) -> None:
 
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None = None,
               data_root: str | None = None, resume: bool = False, fail_fast: bool = False,
-              time_budget_s: float | None = None, say=echo) -> SweepOutcome:
+              time_budget_s: float | None = None, cpu_only: bool = False, say=echo) -> SweepOutcome:
     """Run (or resume) one sweep end to end; see the module docstring for what it writes."""
     import yaml
     from ray import tune
@@ -317,15 +322,16 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
     from trainables.common import TrialContext, env_fault
 
     started = time.time()
-    exp = experiment_dir(spec, storage, name)
+    store = experiment_store(spec, storage, name)
+    exp = store.uri
     if resume:
-        if not (exp / SPEC_FILE).is_file() or not tune.Tuner.can_restore(str(exp)):
+        if not store.is_file(SPEC_FILE) or not tune.Tuner.can_restore(exp):
             raise KGSearchError(f"--resume: {exp} holds no sweep to resume (no {SPEC_FILE} / Tune state)")
-        stored = yaml.safe_load((exp / SPEC_FILE).read_text())
+        stored = yaml.safe_load(store.read_text(SPEC_FILE))
         spec = spec_from_dict(stored["spec"])
         data_root = data_root or stored.get("data_root")
         say(f"resuming sweep {spec.name} in {exp} (settings from its {SPEC_FILE})")
-    elif (exp / SPEC_FILE).exists() or tune.Tuner.can_restore(str(exp)):
+    elif store.exists(SPEC_FILE) or tune.Tuner.can_restore(exp):
         raise KGSearchError(f"{exp} already holds a sweep; pass --resume to continue it, or --name NEW "
                             "for a new experiment")
     data_root = data_root or spec.data_root
@@ -344,20 +350,19 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
 
     quiet_tune_logs()
     survive_killed_trials()
-    spec = adapt_resources(spec, mode, say)
+    spec = adapt_resources(spec, mode, say, cpu_only)
     shared = ray.put((dataset, prepared))  # once per sweep; every trial reads it from the object store
     ctx = TrialContext(model=spec.model, dataset=spec.dataset, data_root=data_root, metric=spec.metric,
-                       resources=spec.resources, train_storage=str(exp / TRAIN_RUNS), shared=shared,
+                       resources=spec.resources, train_storage=store.join(TRAIN_RUNS), shared=shared,
                        fault=fault, worker_env=env)
     trainable = make_trainable(spec, ctx)
     prov = provenance(spec.fixed.get("seed"))
     if resume:
-        tuner = tune.Tuner.restore(str(exp), trainable=trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_errored=True)
     else:
-        exp.mkdir(parents=True, exist_ok=True)
-        write_yaml(exp / SPEC_FILE, {"spec": spec.to_dict(), "data_root": data_root, "ray": mode, **prov},
-                   header=f"# resolved sweep settings ({spec.source}); read by --resume")
-        tuner = build_tuner(spec, trainable, exp.parent, exp.name, fail_fast, prov, time_budget_s)
+        store.write_text(SPEC_FILE, yaml_text({"spec": spec.to_dict(), "data_root": data_root, "ray": mode, **prov},
+                                              header=f"# resolved sweep settings ({spec.source}); read by --resume"))
+        tuner = build_tuner(spec, trainable, store, fail_fast, prov, time_budget_s)
     say(f"sweep {spec.name}: {spec.num_samples} trials x <= {spec.scheduler.max_t} epochs, "
         f"{spec.searcher.type} + {spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
         f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'} "
@@ -368,69 +373,71 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         results = tuner.fit()
     except tune.TuneError as exc:  # fail_fast stops the experiment by raising
         say(f"sweep stopped: {str(exc).splitlines()[0]}")
-        results = tune.Tuner.restore(str(exp), trainable=trainable).get_results()
+        results = tune.Tuner.restore(exp, trainable=trainable).get_results()
     timing["tune_finished_at"] = time.time()
     timing["max_concurrent_trials"] = spec.max_concurrent_trials
-    return finish(spec, exp, results, recipe_cls, dataset, prepared, data_root, started, say, timing)
+    return finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing)
 
 
-def finish(spec: SweepSpec, exp: Path, results, recipe_cls, dataset, prepared, data_root, started, say,
-           timing: dict | None = None) -> SweepOutcome:
+def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset, prepared, data_root, started,
+           say, timing: dict | None = None) -> SweepOutcome:
     """Write trials.csv, evaluate the best trial's best checkpoint on test, export best/, print a summary."""
     searched = tuple(p.name for p in spec.space)
     rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched)
-    write_trials_csv(exp / "trials.csv", rows, spec.metric, searched)
+    store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))
     best = best_row(rows, spec.mode)
     best_info = None
     if best is not None:
-        best_info = export_best(spec, exp, best, recipe_cls, dataset, prepared, data_root)
+        best_info = export_best(spec, store, best, recipe_cls, dataset, prepared, data_root)
+    exp = store.local or store.uri  # what the user types: a plain path when it is on this machine
     wall = time.time() - started
     table = summary_table(rows, spec.metric, searched)
     lines = [f"sweep {spec.name} finished in {wall / 60:.1f} min -> {exp}", table]
     if best_info:
         lines += [f"best trial {best.trial}: {spec.metric} {best.best:.4f} (epoch {best.best_epoch}/"
                   f"{best.epochs}), test {best_info['test_key']} {best_info['test'][best_info['test_key']]:.4f}",
-                  f"  replay:      python -m kgsearch.train {exp / 'best' / 'config.yaml'}",
+                  f"  replay:      python -m kgsearch.train {exp}/best/config.yaml",
                   f"  tensorboard: tensorboard --logdir {exp}"]
     else:
         lines.append("no trial produced a checkpoint; nothing exported to best/")
     text = "\n".join(lines)
-    (exp / "summary.txt").write_text(text + "\n")
+    store.write_text("summary.txt", text + "\n")
     if timing is not None:
-        write_json(exp / "timing.json", {**timing, "finished_at": time.time(), "wall_s": wall})
+        store.write_text("timing.json", json_text({**timing, "finished_at": time.time(), "wall_s": wall}))
     say("")
     say(text)
-    return SweepOutcome(experiment=exp, rows=rows, best=best_info, wall_s=wall)
+    return SweepOutcome(experiment=store.local or exp, rows=rows, best=best_info, wall_s=wall)
 
 
-def export_best(spec: SweepSpec, exp: Path, best, recipe_cls, dataset, prepared, data_root) -> dict:
+def export_best(spec: SweepSpec, store: ExperimentStore, best, recipe_cls, dataset, prepared, data_root) -> dict:
+    """Evaluate the best trial's best-validation weights on test; write best/{config.yaml,checkpoint.pt,metrics.json}."""
     from kgsearch.checkpoint import load_checkpoint
     from kgsearch.config import config_from_dict
     from kgsearch.train import _restore, _save, evaluate_split, resolve_device, seed_everything
 
-    blob = load_checkpoint(best.checkpoint, model=spec.model)
+    with best.checkpoint.as_directory() as folder:  # a local path, or a download from the bucket
+        blob = load_checkpoint(Path(folder) / "checkpoint.pt", model=spec.model)
     run = dict(blob["config"])
-    config = config_from_dict(recipe_cls.Config, run["params"], source=best.checkpoint)
+    config = config_from_dict(recipe_cls.Config, run["params"], source=f"{best.trial} checkpoint")
     seed_everything(config.seed)
     recipe = recipe_cls(config, dataset, prepared, device=resolve_device("auto"))
     state = _restore(blob)
     recipe.load_state_dict(state.best_state if state.best_state is not None else blob["state"]["recipe"])
     val = evaluate_split(recipe, "valid", "val_")
     test = evaluate_split(recipe, "test", "test_")
-    folder = exp / "best"
     # The run file replays the trial: same params and seed, trained for the epochs the trial ran.
     params = {**run["params"], "epochs": best.epochs}
-    write_yaml(folder / "config.yaml",
-               {"model": spec.model, "dataset": spec.dataset, "data_root": data_root, "params": params},
-               header=f"# best trial {best.trial} ({best.trial_id}) of sweep {spec.name}: "
-                      f"{spec.metric} {best.best:.4f} at epoch {best.best_epoch}\n"
-                      f"# replay: python -m kgsearch.train {folder / 'config.yaml'}")
-    _save(folder / "checkpoint.pt", {**run, "params": params}, recipe, state, "best")
+    store.write_text("best/config.yaml", yaml_text(
+        {"model": spec.model, "dataset": spec.dataset, "data_root": data_root, "params": params},
+        header=f"# best trial {best.trial} ({best.trial_id}) of sweep {spec.name}: "
+               f"{spec.metric} {best.best:.4f} at epoch {best.best_epoch}\n"
+               f"# replay: python -m kgsearch.train {store.local or store.uri}/best/config.yaml"))
+    store.write_file("best/checkpoint.pt", lambda path: _save(path, {**run, "params": params}, recipe, state, "best"))
     test_key = "test_" + spec.metric[len("val_"):]
     info = {"trial": best.trial, "trial_id": best.trial_id, "best_epoch": state.best_epoch,
             "epochs_run": best.epochs, "searched": best.params, "val": val, "test": test, "test_key": test_key,
             "trial_path": best.path}
-    write_json(folder / "metrics.json", info)
+    store.write_text("best/metrics.json", json_text(info))
     return info
 
 
@@ -464,6 +471,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-fast", action="store_true", help="stop the sweep at the first failed trial")
     parser.add_argument("--searcher", choices=("tpe", "random"), help="Optuna sampler (overrides searcher.type)")
     parser.add_argument("--no-asha", action="store_true", help="no early stopping: every trial runs max_t epochs")
+    parser.add_argument("--cpu", action="store_true", help="run trials on CPU even where the sweep asks for GPUs")
     parser.add_argument("--time-budget", type=_positive, metavar="MINUTES",
                         help="stop the search after this many minutes (running trials are stopped too)")
     return parser.parse_args(argv)
@@ -480,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         echo("note: --resume continues with the settings the sweep started with; other flags are ignored")
     outcome = run_sweep(spec, storage=args.storage, name=args.name, data_root=args.data_root,
                         resume=args.resume, fail_fast=args.fail_fast,
-                        time_budget_s=args.time_budget * 60 if args.time_budget else None)
+                        time_budget_s=args.time_budget * 60 if args.time_budget else None, cpu_only=args.cpu)
     failed = sum(r.status == "failed" for r in outcome.rows)
     if args.fail_fast and failed:
         return 1

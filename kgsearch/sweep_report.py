@@ -16,6 +16,7 @@ Layout of an experiment folder (`<storage>/<name>/`):
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import pyarrow.fs
 import yaml
 
 try:  # the progress printer and provenance writer are Tune callbacks; Tune is imported lazily elsewhere
@@ -113,14 +115,15 @@ class ProvenanceWriter(Callback):
         self.provenance = provenance
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
-        folder = Path(trial.path)
-        target = folder / "provenance.json"
-        if target.exists():
-            return
-        folder.mkdir(parents=True, exist_ok=True)
+        fs, folder = trial.storage.storage_filesystem, trial.storage.trial_fs_path  # a bucket too
+        target = f"{folder}/provenance.json"
+        if fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound:
+            return  # a resumed trial keeps the record of its first start
         body = {"trial": trial_label(trial), "trial_id": trial.trial_id, "seed": trial.config.get("seed"),
                 "config": trial.config, "scheduled_at": time.time(), **self.provenance}
-        target.write_text(json.dumps(body, indent=2, default=str))
+        fs.create_dir(folder, recursive=True)
+        with fs.open_output_stream(target) as f:
+            f.write(json.dumps(body, indent=2, default=str).encode())
 
 
 def trial_label(trial) -> str:
@@ -153,7 +156,7 @@ class TrialRow:
     params: dict
     config: dict
     path: str
-    checkpoint: str | None
+    checkpoint: Any  # ray.tune.Checkpoint (a folder holding checkpoint.pt) or None
     time_s: float
     error: str = ""
     last: dict = field(default_factory=dict)
@@ -176,11 +179,12 @@ def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...]) 
             status, error = STATUS_STOPPED, ""
         else:
             status, error = STATUS_UNFINISHED, ""
-        checkpoint = None
-        if result.checkpoint is not None:
-            checkpoint = str(Path(result.checkpoint.path) / "checkpoint.pt")
-        elif metrics.get("checkpoint_path"):  # worker-group trials: Train's checkpoint (TuneReportCallback)
-            checkpoint = str(Path(metrics["checkpoint_path"]) / "checkpoint.pt")
+        checkpoint = result.checkpoint
+        if checkpoint is None and metrics.get("checkpoint_path"):
+            # worker-group trials: Train's checkpoint, reported by TuneReportCallback
+            from ray.tune import Checkpoint
+
+            checkpoint = Checkpoint(metrics["checkpoint_path"], filesystem=result.filesystem)
         config = dict(result.config or {})
         rows.append(TrialRow(
             trial=name, trial_id=str(trial_id), status=status, epochs=epochs,
@@ -193,28 +197,30 @@ def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...]) 
 
 
 def _error_text(result) -> str:
-    error_file = Path(result.path) / "error.txt"
-    if error_file.exists():
-        return error_file.read_text(errors="replace")
-    return str(result.error)
+    try:
+        with result.filesystem.open_input_stream(f"{result.path}/error.txt") as f:
+            return f.readall().decode("utf-8", errors="replace")
+    except (OSError, FileNotFoundError):
+        return str(result.error)
 
 
 def best_row(rows: list[TrialRow], mode: str = "max") -> TrialRow | None:
-    usable = [r for r in rows if math.isfinite(r.best) and r.checkpoint and Path(r.checkpoint).exists()]
+    usable = [r for r in rows if math.isfinite(r.best) and r.checkpoint is not None]
     if not usable:
         return None
     return (max if mode == "max" else min)(usable, key=lambda r: r.best)
 
 
-def write_trials_csv(path: Path, rows: list[TrialRow], metric: str, searched: tuple[str, ...]) -> None:
-    columns = ["trial", "trial_id", "status", "epochs", f"best_{metric}", "best_epoch", "time_s",
-               *searched, "error"]
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for r in rows:
-            writer.writerow([r.trial, r.trial_id, r.status, r.epochs, _csv_num(r.best), r.best_epoch,
-                             f"{r.time_s:.1f}", *[r.params.get(k, "") for k in searched], r.error])
+def trials_csv(rows: list[TrialRow], metric: str, searched: tuple[str, ...]) -> str:
+    """trials.csv: one row per trial (searched values, best validation metric, epochs, status, error)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["trial", "trial_id", "status", "epochs", f"best_{metric}", "best_epoch", "time_s",
+                     *searched, "error"])
+    for r in rows:
+        writer.writerow([r.trial, r.trial_id, r.status, r.epochs, _csv_num(r.best), r.best_epoch,
+                         f"{r.time_s:.1f}", *[r.params.get(k, "") for k in searched], r.error])
+    return out.getvalue()
 
 
 def _csv_num(value: float) -> str:
@@ -241,15 +247,12 @@ def summary_table(rows: list[TrialRow], metric: str, searched: tuple[str, ...], 
     return "\n".join(lines)
 
 
-def write_yaml(path: Path, data: dict, header: str = "") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-    path.write_text((header + "\n" if header else "") + text)
+def yaml_text(data: dict, header: str = "") -> str:
+    return (header + "\n" if header else "") + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=float))
+def json_text(data: dict) -> str:
+    return json.dumps(data, indent=2, default=float) + "\n"
 
 
 def echo(text: str = "", stream: TextIO | None = None) -> None:

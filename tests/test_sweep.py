@@ -68,12 +68,26 @@ def smoke(ray_session, tmp_path_factory):
     try:
         spec = load_spec("dans_umls", smoke=True, num_samples=3)
         with contextlib.redirect_stdout(printed):  # the progress printer's lines
-            outcome = run_sweep(spec, storage=str(storage), say=lines.append)
+            # a file:// URI takes the same code path as s3:// / gs:// storage (pyarrow filesystems)
+            outcome = run_sweep(spec, storage=f"file://{storage}", say=lines.append)
     finally:
         DansRecipe.prepare = original
         os.environ.pop(FAULT_ENV, None)
     lines += printed.getvalue().splitlines()
     return {"outcome": outcome, "exp": outcome.experiment, "lines": lines, "prepare_calls": calls, "spec": spec}
+
+
+def test_experiment_store_paths_and_uris(tmp_path):
+    from kgsearch.sweep_storage import ExperimentStore
+
+    for root in (str(tmp_path / "a"), f"file://{tmp_path}/b"):
+        store = ExperimentStore(root, "exp")
+        assert store.local is not None and not store.exists()
+        store.write_text("best/config.yaml", "model: dans\n")
+        store.write_file("best/blob.pt", lambda p: torch.save({"x": 1}, p))
+        assert store.is_file("best/config.yaml") and store.read_text("best/config.yaml") == "model: dans\n"
+        assert torch.load(store.local / "best" / "blob.pt")["x"] == 1
+        assert store.join("_train") == f"{root}/exp/_train"
 
 
 def read_trials(exp: Path) -> dict[str, dict]:

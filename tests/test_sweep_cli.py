@@ -86,10 +86,13 @@ def test_resources_adapt_to_a_cluster_without_gpus(monkeypatch):
     local = adapt_resources(spec, "local", said.append)
     assert local.resources.gpus_per_worker == 0 and local.resources.workers == 4
     assert local.resources.cpus_per_worker == 0.5 and local.max_concurrent_trials == 1  # fits on 2 CPUs
-    assert any("no GPUs" in s for s in said) and any("max_concurrent_trials 2 -> 1" in s for s in said)
-    # A cluster may autoscale: only the GPU fallback applies, the sizes stay as written.
+    assert any("Ray has no GPU here" in s for s in said) and any("max_concurrent_trials 2 -> 1" in s for s in said)
+    # A cluster may autoscale (a GPU node comes when trials ask for it): the spec is trusted there.
     cluster = adapt_resources(spec, "cluster", said.append)
-    assert cluster.resources.cpus_per_worker == 4 and cluster.max_concurrent_trials == 2
+    assert cluster.resources == spec.resources and cluster.max_concurrent_trials == 2
+    assert any("trials wait for the autoscaler" in s for s in said)
+    forced = adapt_resources(spec, "cluster", said.append, cpu_only=True)
+    assert forced.resources.gpus_per_worker == 0 and forced.resources.cpus_per_worker == 4
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 8.0})
     gpus = adapt_resources(spec, "cluster", said.append)
     assert gpus.resources == spec.resources and gpus.max_concurrent_trials == 2

@@ -53,7 +53,8 @@ def test_two_workers_report_the_single_process_metrics(ray_session, tmp_path):
     assert (outcome.experiment / "_train" / row.trial_id).is_dir()  # the Train run is named after the trial
 
     # Rank 0's checkpoint of epoch 2, evaluated by one process over all validation queries:
-    blob = load_checkpoint(row.checkpoint, model="dans")
+    with row.checkpoint.as_directory() as folder:
+        blob = load_checkpoint(os.path.join(folder, "checkpoint.pt"), model="dans")
     assert blob["state"]["fit"]["epoch"] == 2
     config = config_from_dict(DansRecipe.Config, blob["config"]["params"])
     dataset = load("umls")
