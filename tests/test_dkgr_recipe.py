@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import pytest
 import torch
@@ -112,11 +111,14 @@ def test_world_size_shards_training_timestamps():
 
 
 def test_runs_under_ddp_with_one_process():
+    import socket
+
     import torch.distributed as dist
 
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", "29533")
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    with socket.socket() as sock:   # a free port: other test files may run a process group too
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
     try:
         recipe = make(tiny_config(timestamps_per_step=2))
         recipe.forward_model = torch.nn.parallel.DistributedDataParallel(recipe.model)
