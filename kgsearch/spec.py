@@ -412,8 +412,13 @@ def _pydantic_error(err: ValidationError, raw: dict, report: _Reporter) -> KGSea
 
 def load_spec(name_or_path: str | os.PathLike, *, smoke: bool = False, num_samples: int | None = None,
               max_epochs: int | None = None, searcher: str | None = None, asha: bool | None = None,
-              max_concurrent_trials: int | None = None, cwd: Path | None = None) -> SweepSpec:
-    """Resolve, parse and validate a sweep file; apply --smoke and command-line overrides."""
+              max_concurrent_trials: int | None = None, data_root: str | None = None,
+              cwd: Path | None = None) -> SweepSpec:
+    """Resolve, parse and validate a sweep file; apply --smoke and command-line overrides.
+
+    `data_root` (--data-root) is where a dataset name that is not a known benchmark is looked up,
+    before the file's own `data_root`.
+    """
     path = resolve_sweep(os.fspath(name_or_path), cwd)
     try:
         text = path.read_text(encoding="utf-8")
@@ -421,12 +426,13 @@ def load_spec(name_or_path: str | os.PathLike, *, smoke: bool = False, num_sampl
         raise KGSearchError(f"{path}: cannot read: {exc}") from None
     return parse_spec(text, source=str(path), name=path.stem, smoke=smoke, num_samples=num_samples,
                       max_epochs=max_epochs, searcher=searcher, asha=asha,
-                      max_concurrent_trials=max_concurrent_trials)
+                      max_concurrent_trials=max_concurrent_trials, data_root=data_root)
 
 
 def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke: bool = False,
                num_samples: int | None = None, max_epochs: int | None = None, searcher: str | None = None,
-               asha: bool | None = None, max_concurrent_trials: int | None = None) -> SweepSpec:
+               asha: bool | None = None, max_concurrent_trials: int | None = None,
+               data_root: str | None = None) -> SweepSpec:
     report = _Reporter(source, text)
     try:
         raw = yaml.safe_load(text)
@@ -442,7 +448,7 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
         raise _pydantic_error(exc, raw, report) from None
 
     recipe_cls = _check_model(parsed, report)
-    _check_dataset(parsed, report)
+    _check_dataset(parsed, report, data_root)
     _check_metric(parsed, report)
     fields, hints = _config_fields(recipe_cls)
 
@@ -511,7 +517,7 @@ def _check_model(parsed: SweepFile, report: _Reporter) -> type:
     return get_recipe(parsed.model)
 
 
-def _check_dataset(parsed: SweepFile, report: _Reporter) -> None:
+def _check_dataset(parsed: SweepFile, report: _Reporter, data_root: str | None = None) -> None:
     from kgsearch.data import KNOWN, canonical_name, resolve
 
     name = parsed.dataset
@@ -524,7 +530,7 @@ def _check_dataset(parsed: SweepFile, report: _Reporter) -> None:
                                              f"{'static' if temporal else 'temporal'} one")
         return
     try:  # a custom name under the data root, or a folder path
-        resolve(name, parsed.data_root)
+        resolve(name, data_root or parsed.data_root)
     except KGSearchError:
         raise report.error(("dataset",), f"unknown dataset {name!r} (known: {', '.join(KNOWN)}; or a folder "
                                          "path, or a folder under data_root / $KGSEARCH_DATA_ROOT)") from None

@@ -4,12 +4,15 @@
     python -m kgsearch.sweep dans_umls --smoke         # tiny dims, 1-2 epochs: checks the wiring
     python -m kgsearch.sweep path/to/sweep.yaml --storage /shared/runs --name try2
     python -m kgsearch.sweep dans_umls --resume        # continue a killed sweep (finished trials kept)
-    python -m kgsearch.sweep dans_umls --searcher random --no-asha   # the baseline search
+    python -m kgsearch.sweep dans_umls --searcher random --no-asha --time-budget 18   # a baseline search
+    python -m kgsearch.sweep dans_fb15k237 --data-root DATASETS --storage s3://bucket/kgsearch
 
 With RAY_ADDRESS set (or inside `ray job submit`) it joins that cluster; otherwise it starts a local
-Ray sized to this machine. Results go to <storage>/<name>/ (default ./runs/<sweep name>): trials.csv,
-best/config.yaml (re-runnable with `python -m kgsearch.train`), best/metrics.json, summary.txt, and
-TensorBoard event files (`tensorboard --logdir <storage>/<name>`).
+Ray sized to this machine (no GPU -> CPU trials; too few CPUs -> smaller trials). Results go to
+<storage>/<name>/ (default ./runs/<sweep name>; storage may be a path or an s3:// / gs:// URI):
+trials.csv, best/config.yaml (re-runnable with `python -m kgsearch.train`), best/checkpoint.pt,
+best/metrics.json, summary.txt, and TensorBoard event files (`tensorboard --logdir <storage>/<name>`).
+Bad input (sweep file, flags, data root, --resume target) exits with code 2 before anything starts.
 """
 
 from __future__ import annotations
@@ -27,14 +30,15 @@ from pathlib import Path
 
 from kgsearch.errors import KGSearchError, cli_entry
 from kgsearch.spec import SweepSpec, load_spec, spec_from_dict
-from kgsearch.sweep_report import (ProgressPrinter, ProvenanceWriter, best_row, collect_trials, echo, json_text,
-                                   summary_table, trial_dirname, trials_csv, yaml_text)
+from kgsearch.sweep_report import (STATUS_FAILED, STATUS_UNFINISHED, ProgressPrinter, ProvenanceWriter, best_row,
+                                   collect_trials, echo, json_text, summary_table, trial_dirname, trials_csv,
+                                   unfinished_trials, yaml_text)
 from kgsearch.sweep_storage import ExperimentStore
 
 SPEC_FILE = "sweep.yaml"
 TRAIN_RUNS = "_train"
-# glibc hands freed memory back to the OS too eagerly for embedding training; these settings made a
-# RotatE epoch on UMLS ~2x faster on this machine kind (RAY_NOTES "CPU speed"; docs/benchmarks_sweep.md).
+# glibc hands freed memory back to the OS too eagerly for embedding training: RotatE epochs ran ~2x
+# faster with these (RAY_NOTES "CPU speed"), a DANS trial ~1.3x (docs/benchmarks_sweep.md).
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "17179869184",
               "MALLOC_TOP_PAD_": "1073741824"}
 _MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_THRESHOLD_": -3}
@@ -50,6 +54,7 @@ class SweepOutcome:
     rows: list
     best: dict | None
     wall_s: float
+    interrupted: bool = False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -383,7 +388,7 @@ def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset
            say, timing: dict | None = None) -> SweepOutcome:
     """Write trials.csv, evaluate the best trial's best checkpoint on test, export best/, print a summary."""
     searched = tuple(p.name for p in spec.space)
-    rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched)
+    rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store))
     store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))
     best = best_row(rows, spec.mode)
     best_info = None
@@ -392,7 +397,10 @@ def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset
     exp = store.local or store.uri  # what the user types: a plain path when it is on this machine
     wall = time.time() - started
     table = summary_table(rows, spec.metric, searched)
-    lines = [f"sweep {spec.name} finished in {wall / 60:.1f} min -> {exp}", table]
+    unfinished = sum(r.status == STATUS_UNFINISHED for r in rows)
+    how = f"interrupted after {wall / 60:.1f} min ({unfinished} trial(s) unfinished; continue with --resume)" \
+        if unfinished else f"finished in {wall / 60:.1f} min"
+    lines = [f"sweep {spec.name} {how} -> {exp}", table]
     if best_info:
         lines += [f"best trial {best.trial}: {spec.metric} {best.best:.4f} (epoch {best.best_epoch}/"
                   f"{best.epochs}), test {best_info['test_key']} {best_info['test'][best_info['test_key']]:.4f}",
@@ -406,7 +414,8 @@ def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset
         store.write_text("timing.json", json_text({**timing, "finished_at": time.time(), "wall_s": wall}))
     say("")
     say(text)
-    return SweepOutcome(experiment=store.local or exp, rows=rows, best=best_info, wall_s=wall)
+    return SweepOutcome(experiment=store.local or exp, rows=rows, best=best_info, wall_s=wall,
+                        interrupted=bool(unfinished))
 
 
 def export_best(spec: SweepSpec, store: ExperimentStore, best, recipe_cls, dataset, prepared, data_root) -> dict:
@@ -482,15 +491,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     spec = load_spec(args.sweep, smoke=args.smoke, num_samples=args.num_samples, max_epochs=args.max_epochs,
                      searcher=args.searcher, asha=False if args.no_asha else None,
-                     max_concurrent_trials=args.max_concurrent)
+                     max_concurrent_trials=args.max_concurrent, data_root=args.data_root)
     if args.resume and any([args.num_samples, args.max_epochs, args.searcher, args.no_asha, args.smoke,
                             args.max_concurrent, args.time_budget]):
         echo("note: --resume continues with the settings the sweep started with; other flags are ignored")
     outcome = run_sweep(spec, storage=args.storage, name=args.name, data_root=args.data_root,
                         resume=args.resume, fail_fast=args.fail_fast,
                         time_budget_s=args.time_budget * 60 if args.time_budget else None, cpu_only=args.cpu)
-    failed = sum(r.status == "failed" for r in outcome.rows)
-    if args.fail_fast and failed:
+    if outcome.interrupted:
+        return 130  # Ctrl-C: Tune saved the state; the summary says how to resume
+    if args.fail_fast and any(r.status == STATUS_FAILED for r in outcome.rows):
         return 1
     return 0
 

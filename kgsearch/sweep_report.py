@@ -1,6 +1,6 @@
 """What a sweep leaves behind: progress lines while it runs, and trials.csv, best/ and a summary table.
 
-Layout of an experiment folder (`<storage>/<name>/`):
+Layout of an experiment folder (`<storage>/<name>/`, a local/shared path or a bucket URI):
 
     sweep.yaml              the resolved spec the sweep ran with (what --resume reads)
     t001_<id>/ ...          one Tune trial folder each: result.json, progress.csv, TensorBoard events,
@@ -11,6 +11,7 @@ Layout of an experiment folder (`<storage>/<name>/`):
     best/checkpoint.pt      its best-validation weights (`python -m kgsearch.train --eval ...`)
     best/metrics.json       its validation and test metrics
     summary.txt             the table printed at the end
+    timing.json             where the wall time went (`python -m kgsearch.sweep_report <folder>`)
 """
 
 from __future__ import annotations
@@ -162,8 +163,25 @@ class TrialRow:
     last: dict = field(default_factory=dict)
 
 
-def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...]) -> list[TrialRow]:
-    """ResultGrid -> one TrialRow per trial, in creation order."""
+def unfinished_trials(store) -> set[str]:
+    """Ids of trials that `--resume` would continue: RUNNING/PENDING/PAUSED in Tune's saved experiment
+    state (after Ctrl-C, Tune's in-memory trials read TERMINATED but the saved state says RUNNING)."""
+    try:
+        listing = store.fs.get_file_info(pyarrow.fs.FileSelector(store.path))
+        states = sorted(i.path for i in listing if i.base_name.startswith("experiment_state-"))
+        if not states:
+            return set()
+        with store.fs.open_input_stream(states[-1]) as f:
+            data = json.loads(f.readall())
+        trials = [json.loads(entry[0]) for entry in data.get("trial_data", [])]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return set()  # an unknown state format: report every trial as Tune's results say
+    return {t["trial_id"] for t in trials if t.get("status") not in ("TERMINATED", "ERROR")}
+
+
+def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
+                   unfinished: set[str] = frozenset()) -> list[TrialRow]:
+    """ResultGrid -> one TrialRow per trial, in creation order (`unfinished`: ids left to --resume)."""
     rows = []
     for result in results:
         metrics = dict(result.metrics or {})
@@ -173,6 +191,8 @@ def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...]) 
         epochs = int(metrics.get("epochs_done", 0) or 0)
         if result.error is not None:
             status, error = STATUS_FAILED, short_error(_error_text(result))
+        elif str(trial_id) in unfinished:
+            status, error = STATUS_UNFINISHED, ""
         elif epochs >= max_t:
             status, error = STATUS_DONE, ""
         elif epochs > 0:
@@ -271,7 +291,10 @@ def read_results(trial_folder: Path) -> list[dict]:
 
 
 def analyse(exp: Path, metric: str | None = None, reach: float | None = None) -> dict:
-    """Where a sweep's wall time went, and when (seconds after the search began) it first reached `reach`."""
+    """Where a sweep's wall time went, and when (seconds after the search began) it first reached `reach`.
+
+    Reads a local experiment folder (copy a bucket's down first).
+    """
     exp = Path(exp)
     timing = json.loads((exp / "timing.json").read_text())
     if metric is None:

@@ -213,3 +213,12 @@ def test_dkgr_metric_groups(tmp_path):
     assert "unknown metric 'val_mrr' for model 'dkgr'" in error_of(tmp_path, text)
     spec = parse_spec(text.replace("metric: val_mrr", "metric: val_tf_mrr"), source="x.yaml")
     assert spec.metric == "val_tf_mrr" and spec.fixed["epochs"] == 6
+
+
+def test_custom_dataset_is_found_under_the_data_root(tmp_path, tiny_static_dir, monkeypatch):
+    monkeypatch.delenv("KGSEARCH_DATA_ROOT", raising=False)
+    text = BASE.replace("dataset: umls", "dataset: tiny_static")
+    path = write(tmp_path, text)
+    assert load_spec(path, data_root=str(tiny_static_dir.parent)).dataset == "tiny_static"
+    with pytest.raises(KGSearchError, match=r"sweep\.yaml:2: dataset: unknown dataset 'tiny_static'"):
+        load_spec(path)

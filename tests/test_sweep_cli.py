@@ -96,3 +96,23 @@ def test_resources_adapt_to_a_cluster_without_gpus(monkeypatch):
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 64.0, "GPU": 8.0})
     gpus = adapt_resources(spec, "cluster", said.append)
     assert gpus.resources == spec.resources and gpus.max_concurrent_trials == 2
+
+
+def test_unfinished_trials_reads_tunes_saved_state(tmp_path):
+    """After Ctrl-C, Tune's saved state (not its in-memory trials) says which trials --resume continues."""
+    import json
+
+    from kgsearch.sweep_report import unfinished_trials
+    from kgsearch.sweep_storage import ExperimentStore
+
+    store = ExperimentStore(str(tmp_path), "exp")
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    assert unfinished_trials(store) == set()
+    trials = {"a1": "TERMINATED", "b2": "RUNNING", "c3": "ERROR", "d4": "PENDING", "e5": "PAUSED"}
+    state = {"trial_data": [[json.dumps({"trial_id": k, "status": v}), "{}"] for k, v in trials.items()]}
+    (folder / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": []}))
+    (folder / "experiment_state-2026-01-02_00-00-00.json").write_text(json.dumps(state))
+    assert unfinished_trials(store) == {"b2", "d4", "e5"}  # the newest state file wins
+    (folder / "experiment_state-2026-01-03_00-00-00.json").write_text("not json")
+    assert unfinished_trials(store) == set()  # unreadable: fall back to what Tune's results say
