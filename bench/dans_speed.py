@@ -1,8 +1,10 @@
 """Epoch time and training throughput of full DANS-KGC against its `dans=false` baseline, in one run.
 
-    python bench/dans_speed.py --dataset umls --epochs 3 --threads 1 [--set key=value ...]
+    python bench/dans_speed.py --config configs/dans_umls.yaml --epochs 3 --threads 1 [--set key=value ...]
+    python bench/dans_speed.py --dataset umls --set dim=200 --set negatives=64
 
-Both recipes get the same dim / batch / negatives (any DansConfig field via --set). Each is warmed up
+Both recipes get the same params (the run file's, then --set; only `dans` differs), so dim / batch /
+negatives match; the timed epochs are the first ones of a run with the given `epochs`. Each is warmed up
 for one epoch, then their epochs alternate (so background load hits both alike) and the median epoch
 time is reported with training triples/s (one epoch = every training triple in both directions).
 Preparation (pre-training, DAM, K-means) is cached and not timed.
@@ -22,6 +24,7 @@ from kgsearch.config import config_from_dict
 from kgsearch.dans.recipe import DansConfig, DansRecipe
 from kgsearch.data import load
 from kgsearch.errors import KGSearchError, cli_entry
+from kgsearch.train import load_run_file
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -37,7 +40,8 @@ def parse_sets(items: list[str]) -> dict:
 @cli_entry
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="umls")
+    parser.add_argument("--config", help="run file (python -m kgsearch.train format) whose params to use")
+    parser.add_argument("--dataset", help="dataset name or path (default: the run file's, else umls)")
     parser.add_argument("--data-root")
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per variant (after 1 warm-up)")
     parser.add_argument("--threads", type=int, default=1)
@@ -46,11 +50,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="DansConfig field for both variants (e.g. dim=200)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    dataset = load(args.dataset, data_root=args.data_root)
-    params = parse_sets(args.set)
+    run = load_run_file(args.config) if args.config else {}
+    dataset = load(args.dataset or run.get("dataset", "umls"), data_root=args.data_root or run.get("data_root"))
+    params = {**(run.get("params") or {}), **parse_sets(args.set)}
     recipes = {}
     for name, dans in (("baseline", False), ("dans", True)):
-        config = config_from_dict(DansConfig, {**params, "dans": dans, "epochs": args.epochs + 1}, "--set")
+        epochs = max(int(params.get("epochs", 0)), args.epochs + 1)
+        config = config_from_dict(DansConfig, {**params, "dans": dans, "epochs": epochs}, "--set")
         prepared = DansRecipe.prepare(config, dataset)
         recipes[name] = DansRecipe(config, dataset, prepared, device=args.device)
         recipes[name].train_epoch(1)  # warm-up (allocator, first-call overheads)
@@ -68,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {"dataset": dataset.name, "threads": args.threads, "device": args.device,
               "config": {k: v for k, v in vars(recipes["dans"].config).items()
                          if k in ("dim", "batch_size", "negatives", "scorer", "diffusion_steps", "sampling_steps",
-                                  "gen_fraction", "gen_negatives", "denoiser_hidden")}}
+                                  "gen_fraction", "gen_negatives", "denoiser_hidden")},
+              "train_triples": len(dataset.train)}
     for name, values in times.items():
         median = statistics.median(values)
         result[name] = {"epoch_s": round(median, 3), "epochs_s": [round(v, 3) for v in values],

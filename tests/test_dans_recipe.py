@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import pytest
 import torch
@@ -221,4 +222,8 @@ def test_runs_under_ddp_with_one_process(data, prepared, tmp_path):
         stats = recipe.train_epoch(1)
         assert stats["loss"] > 0
     finally:
+        # Free DDP's reducer while its process group is alive: the other order can hang in gloo's
+        # destructor (seen once here).
+        recipe = None
+        gc.collect()
         dist.destroy_process_group()

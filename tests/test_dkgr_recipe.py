@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import pytest
 import torch
 
 from kgsearch.config import config_from_dict
 from kgsearch.data import TemporalDataset
-from kgsearch.dkgr.recipe import DkgrConfig, DkgrRecipe, use_bf16
+from kgsearch.dkgr.recipe import DkgrConfig, DkgrRecipe
+from kgsearch.precision import use_bf16
 from kgsearch.errors import KGSearchError
 from kgsearch.recipe import get_recipe
 
@@ -126,6 +128,8 @@ def test_runs_under_ddp_with_one_process():
             out = recipe.train_epoch(epoch)
         assert torch.isfinite(torch.tensor(out["loss"]))
     finally:
+        recipe = None  # free DDP's reducer before its process group (the other order can hang in gloo)
+        gc.collect()
         dist.destroy_process_group()
 
 

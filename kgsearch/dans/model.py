@@ -24,15 +24,20 @@ from kgsearch.dans.graph import cluster_centroids, neighbour_mean
 from kgsearch.dans.margins import NUM_BANDS, band_weights, kgc1_loss, kgc2_loss
 from kgsearch.dans.negatives import TrueAnswers, sample_negatives
 from kgsearch.models.kge import build_scorer
+from kgsearch.precision import autocast
 
 
 class DansModel(nn.Module):
     """Base scorer (`self.scorer`) plus, unless `dans=false`, the conditional denoiser (`self.denoiser`)."""
 
     def __init__(self, config: Any, num_entities: int, num_relations: int,
-                 graph: dict[str, torch.Tensor] | None = None, truth: TrueAnswers | None = None) -> None:
+                 graph: dict[str, torch.Tensor] | None = None, truth: TrueAnswers | None = None,
+                 bf16: bool = False) -> None:
         super().__init__()
         self.config = config
+        # bf16 autocast for the denoiser only (its matmuls are most of the diffusion overhead; the chain
+        # carries no gradient and L_Diff tolerates it); the scorer and its losses stay fp32.
+        self.bf16 = bf16
         self.truth = truth  # training facts masked out of the random negatives (None: no filtering)
         self.scorer = build_scorer(config.scorer, num_entities, num_relations, config.dim, gamma=config.gamma)
         self.denoiser: Denoiser | None = None
@@ -112,16 +117,18 @@ class DansModel(nn.Module):
         mean, std = entity.mean(0), entity.std(0).clamp(min=1e-8)
         x0 = (entity[target] - mean) / std
         abar = self._alpha_bar(target)
-        cond_proj = self.denoiser.project_condition(self._condition(anchor, rel, mean, std))
-        diff = diffusion_loss(self.denoiser, x0, abar, cond_proj, generator)  # Eq. 11, whole batch
+        with autocast(device, self.bf16):
+            cond_proj = self.denoiser.project_condition(self._condition(anchor, rel, mean, std))
+            diff = diffusion_loss(self.denoiser, x0, abar, cond_proj, generator).float()  # Eq. 11, whole batch
 
         # Graded negatives for the first `g` queries (the batch is already a random permutation),
         # `gen_negatives` parallel chains each; the chain itself carries no gradient.
         g = max(1, round(c.gen_fraction * len(anchor)))
         m = c.gen_negatives
         rows = torch.arange(g, device=device).repeat_interleave(m)
-        bands = reverse_chain(self.denoiser, x0[rows], abar[rows], cond_proj.detach()[rows], self.plan,
-                              generator)  # [4, g·m, D]
+        with autocast(device, self.bf16):
+            bands = reverse_chain(self.denoiser, x0[rows], abar[rows], cond_proj.detach()[rows], self.plan,
+                                  generator)  # [4, g·m, D], fp32 (the update mixes x_t in fp32)
         bands = bands.view(NUM_BANDS, g, m, -1) * std + mean
         weights = self.band_weights(tau).to(device)
         kappa = torch.multinomial(weights, g, replacement=True, generator=generator)  # κ ~ Cat(w), 0-based

@@ -6,7 +6,7 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -19,6 +19,7 @@ from kgsearch.dans.negatives import TrueAnswers
 from kgsearch.dans.pretrain import PretrainSettings, dataset_fingerprint, load_pretrained, pretrain
 from kgsearch.evaluation import RankAccumulator, both_directions, evaluate_static, static_filter
 from kgsearch.models.kge import SCORERS
+from kgsearch.precision import use_bf16
 
 
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -68,6 +69,8 @@ class DansConfig:
     gen_fraction: float = 0.25         # share of each batch's positives that get generated negatives
     gen_negatives: int = 4             # generated negatives (parallel reverse chains) per such positive
     num_clusters: int = 10             # K: K-means entity types for x_type (CCD)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # denoiser matmuls (L_Diff, reverse chain); auto =
+                                       # bf16 where the CPU (avx512_bf16/AMX) or GPU has it, else fp32
     # -- DTM (Eq. 14–18) -------------------------------------------------------------------------
     curriculum_lambda: float = 5.0     # λ: sharpness of the band-weight softmax (Eq. 14)
     curriculum_zeta: float = 0.5       # ζ ∈ (0, 1]: smoothness exponent of Eq. 14
@@ -214,7 +217,8 @@ class DansRecipe:
         truth = (TrueAnswers(dataset.train, dataset.num_entities, dataset.num_relations)
                  if config.filter_negatives else None)
         self.model = DansModel(config, dataset.num_entities, dataset.num_relations,
-                               prepared if config.dans else None, truth).to(self.device)
+                               prepared if config.dans else None, truth,
+                               bf16=use_bf16(config.precision, self.device)).to(self.device)
         self.forward_model: torch.nn.Module = self.model
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         anchor, rel, target = both_directions(dataset.train.long(), dataset.num_relations)
