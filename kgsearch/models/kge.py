@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from kgsearch.errors import KGSearchError
 from kgsearch.models.fused import fused_match_all
@@ -76,9 +77,14 @@ class KGEModel(nn.Module):
         """S(h, r, t) from embeddings (r a relation vector); broadcasts, e.g. h, r [B,1,·] vs t [B,n,·]."""
         return self.match(self.compose(h, r), t)
 
+    def embed(self, ids: torch.LongTensor) -> torch.Tensor:
+        """Entity rows for ids of any shape -> [*ids.shape, entity_dim]. F.embedding rather than
+        `entity[ids]`: on CPU its backward is ~20% cheaper than advanced indexing's index_put."""
+        return F.embedding(ids, self.entity)
+
     def query(self, anchor: torch.LongTensor, rel: torch.LongTensor) -> torch.Tensor:
         """Query points [B, entity_dim] for (anchor, rel in [0, 2R))."""
-        return self.compose(self.entity[anchor], self.relation_vector(rel))
+        return self.compose(self.embed(anchor), self.relation_vector(rel))
 
     def query_distance(self, anchor: torch.LongTensor, rel: torch.LongTensor,
                        cand: torch.Tensor) -> torch.Tensor:
