@@ -4,8 +4,8 @@
         --variant full: --variant "w/o DFS:dfs=false" --variant "w/o CCD:ccd=false" \
         --variant "w/o DTM:dtm=false" --variant "baseline:dans=false" --out docs/ablation_dans_family.json
     python bench/ablation.py configs/dkgr_icews14.yaml --set epochs=3 --variant full: \
-        --variant "-RGCN:rgcn=false" --variant "-GRU:gru=false" --variant "-ConvE:decoder=fc" \
-        --variant "-S:static=false" --out docs/ablation_dkgr_icews14.json
+        --variant=-RGCN:rgcn=false --variant=-GRU:gru=false --variant=-ConvE:decoder=fc \
+        --variant=-S:static=false --out docs/ablation_dkgr_icews14.json
 
 A variant is `NAME:key=value,key=value` (empty after the colon: the run file as is). Each finished run is
 appended to the --out JSON at once and skipped when the command is run again, so a long table can be

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 
 TINY_STATIC = {
     "train.txt": "a\tr1\tb\nb\tr2\tc\nc\tr1\td\nd\tr2\te\ne\tr1\ta\na\tr2\tc\n",
@@ -59,3 +60,12 @@ def tiny_static_dir(make_dataset_dir) -> Path:
 @pytest.fixture
 def tiny_temporal_dir(make_dataset_dir) -> Path:
     return make_dataset_dir(TINY_TEMPORAL, name="tiny_temporal")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: a second OpenMP thread only adds barrier waits on a shared 2-core box."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -21,13 +21,7 @@ from kgsearch.dkgr.static_graph import build_static_graph
 N, R, D = 6, 3, 8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread only adds barrier waits on this shared 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 def tiny_history(m: int = 2) -> SnapshotHistory:

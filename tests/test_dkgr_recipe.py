@@ -11,20 +11,14 @@ import torch
 from kgsearch.config import config_from_dict
 from kgsearch.data import TemporalDataset
 from kgsearch.dkgr.recipe import DkgrConfig, DkgrRecipe
-from kgsearch.precision import use_bf16
 from kgsearch.errors import KGSearchError
+from kgsearch.precision import use_bf16
 from kgsearch.recipe import get_recipe
 
 N, R, T = 12, 3, 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: a second OpenMP thread only adds barrier waits on this shared 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one thread
 
 
 def periodic_dataset() -> TemporalDataset:
