@@ -498,10 +498,10 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run_sweep(spec, storage=args.storage, name=args.name, data_root=args.data_root,
                         resume=args.resume, fail_fast=args.fail_fast,
                         time_budget_s=args.time_budget * 60 if args.time_budget else None, cpu_only=args.cpu)
+    if args.fail_fast and any(r.status == STATUS_FAILED for r in outcome.rows):
+        return 1  # checked first: a fail-fast stop also leaves unstarted trials for --resume
     if outcome.interrupted:
         return 130  # Ctrl-C: Tune saved the state; the summary says how to resume
-    if args.fail_fast and any(r.status == STATUS_FAILED for r in outcome.rows):
-        return 1
     return 0
 
 

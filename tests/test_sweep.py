@@ -1,8 +1,8 @@
 """End-to-end smoke sweep on a real (embedded) Ray, plus the pieces of the trial loop that need no Ray.
 
-One 3-trial x 2-epoch `dans_umls --smoke` sweep (module fixture, ~30-50 s) is checked from several
-angles: result files, the failed trial (trial 2 gets a NaN loss at epoch 1 through the
-KGSEARCH_FAULT_NAN hook in trainables/common.py), once-per-sweep preparation, provenance,
+One 4-trial x 2-epoch `dans_umls --smoke` sweep (module fixture, ~30-50 s) is checked from several
+angles: result files, the failed trials (through the KGSEARCH_FAULT hook in trainables/common.py,
+trial 2's loss turns NaN at epoch 1 and trial 4 raises), once-per-sweep preparation, provenance,
 TensorBoard curves and HParams, and the exported best run file replaying to the same test MRR.
 """
 
@@ -61,12 +61,12 @@ def smoke(ray_session, tmp_path_factory):
         return original.__func__(cls, config, dataset)
 
     DansRecipe.prepare = classmethod(counting)
-    os.environ[FAULT_ENV] = "2@1"
+    os.environ[FAULT_ENV] = "2@1,4@1:raise"
     lines: list[str] = []
     storage = tmp_path_factory.mktemp("runs")
     printed = io.StringIO()
     try:
-        spec = load_spec("dans_umls", smoke=True, num_samples=3)
+        spec = load_spec("dans_umls", smoke=True, num_samples=4)
         with contextlib.redirect_stdout(printed):  # the progress printer's lines
             # a file:// URI takes the same code path as s3:// / gs:// storage (pyarrow filesystems)
             outcome = run_sweep(spec, storage=f"file://{storage}", say=lines.append)
@@ -98,7 +98,7 @@ def read_trials(exp: Path) -> dict[str, dict]:
 def test_results_files(smoke):
     exp = smoke["exp"]
     rows = read_trials(exp)
-    assert sorted(rows) == ["t001", "t002", "t003"]
+    assert sorted(rows) == ["t001", "t002", "t003", "t004"]
     searched = [p.name for p in smoke["spec"].space]
     assert set(searched) <= set(next(iter(rows.values())))  # one column per searched parameter
     for name in ("t001", "t003"):  # ASHA (grace 1) may stop one at epoch 1, depending on who reports first
@@ -110,7 +110,7 @@ def test_results_files(smoke):
     assert 0 < metrics["test"]["test_mrr"] <= 1 and metrics["test"]["test_count"] > 0
     assert (exp / "sweep.yaml").is_file() and (exp / "best" / "checkpoint.pt").is_file()
     summary = (exp / "summary.txt").read_text()
-    assert "best trial" in summary and "3 trials" in summary and "t002 failed: TrainingDiverged" in summary
+    assert "best trial" in summary and "4 trials" in summary and "t002 failed: TrainingDiverged" in summary
 
 
 def test_nan_trial_is_recorded_failed_and_the_sweep_goes_on(smoke):
@@ -119,6 +119,24 @@ def test_nan_trial_is_recorded_failed_and_the_sweep_goes_on(smoke):
     assert row["error"] == "TrainingDiverged: loss became nan at epoch 1"
     assert any("t002 FAILED" in line and "TrainingDiverged" in line for line in smoke["lines"])
     assert any(line.endswith("t003 start") or " t003 start " in line for line in smoke["lines"])
+
+
+def test_raising_trial_is_recorded_failed_with_its_error(smoke):
+    row = read_trials(smoke["exp"])["t004"]
+    assert row["status"] == "failed"
+    assert row["error"] == "RuntimeError: injected fault in epoch 1"
+
+
+def test_fail_fast_stops_the_sweep_at_the_first_error(ray_session, tmp_path, monkeypatch):
+    from kgsearch.sweep import run_sweep
+    from trainables.common import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "1@1:raise")
+    spec = load_spec("dans_umls", smoke=True, num_samples=3, max_concurrent_trials=1)
+    lines: list[str] = []
+    outcome = run_sweep(spec, storage=str(tmp_path), fail_fast=True, say=lines.append)
+    assert {r.trial: r.status for r in outcome.rows} == {"t001": "failed"}  # t002, t003 never started
+    assert "injected fault in epoch 1" in read_trials(outcome.experiment)["t001"]["error"]
 
 
 def test_dataset_work_runs_once_per_sweep(smoke):

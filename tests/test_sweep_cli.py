@@ -116,3 +116,13 @@ def test_unfinished_trials_reads_tunes_saved_state(tmp_path):
     assert unfinished_trials(store) == {"b2", "d4", "e5"}  # the newest state file wins
     (folder / "experiment_state-2026-01-03_00-00-00.json").write_text("not json")
     assert unfinished_trials(store) == set()  # unreadable: fall back to what Tune's results say
+
+
+def test_fault_hook_values_are_checked():
+    from kgsearch.errors import KGSearchError
+    from trainables.common import parse_faults
+
+    assert parse_faults("2@1,4@3:raise,5:crash") == {2: (1, "nan"), 4: (3, "raise"), 5: (1, "crash")}
+    assert parse_faults(None) == {}
+    with pytest.raises(KGSearchError, match="expected '<trial number>@<epoch>"):
+        parse_faults("2@1:explode")

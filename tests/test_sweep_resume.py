@@ -1,5 +1,5 @@
 """A real sweep whose driver is killed with SIGKILL mid-trial resumes with --resume: finished trials
-are not rerun, the interrupted one continues from its checkpoint, the searcher adds the rest (slow)."""
+are not rerun, the interrupted one continues from its checkpoint, the searcher adds the rest (~1-2 min)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ def sweep_cmd(sweep: Path, storage: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "kgsearch.sweep", str(sweep), "--storage", str(storage), *extra]
 
 
-@pytest.mark.slow
 def test_resume_after_sigkill_keeps_finished_trials(tmp_path):
     sweep = tmp_path / "resume_me.yaml"
     sweep.write_text(SWEEP)

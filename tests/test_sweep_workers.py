@@ -64,3 +64,21 @@ def test_two_workers_report_the_single_process_metrics(ray_session, tmp_path):
     assert reports[-1]["val_count"] == alone["val_count"]
     for key in ("val_mrr", "val_hits@1", "val_hits@3", "val_hits@10"):
         assert reports[-1][key] == pytest.approx(alone[key], abs=1e-9), key
+
+
+def test_a_crashed_worker_group_restarts_from_its_last_checkpoint(ray_session, tmp_path, monkeypatch):
+    """Both workers die at the start of epoch 2 (KGSEARCH_FAULT crash, once); Train's failure config
+    (max_failures 1) restarts the group, which resumes from the epoch-1 checkpoint instead of epoch 0."""
+    from kgsearch.sweep import run_sweep
+    from trainables.common import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "1@2:crash")
+    sweep = SWEEP.replace("max_failures: 0", "max_failures: 1").replace("max_t: 2", "max_t: 3")
+    spec = parse_spec(sweep, source="crash.yaml", name="crash")
+    outcome = run_sweep(spec, storage=str(tmp_path), say=lambda *_: None)
+    (row,) = outcome.rows
+    assert row.status == "completed", row.error
+    markers = sorted(p.name for p in (outcome.experiment / "_train").glob(f"crashed-{row.trial}_*"))
+    assert [m.rsplit("-", 1)[1] for m in markers] == ["rank0", "rank1"]  # both workers crashed, once
+    reports = [json.loads(line) for line in open(os.path.join(row.path, "result.json"))]
+    assert [r["epochs_done"] for r in reports] == [1, 2, 3]  # epoch 1 not trained twice

@@ -35,7 +35,10 @@ from kgsearch.spec import ResourcesSpec
 from kgsearch.train import FitState, TrainingDiverged, _restore, _save, fit, seed_everything
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FAULT_ENV = "KGSEARCH_FAULT_NAN"  # test hook, "<trial number>@<epoch>": that trial's loss turns NaN
+# Test hook: "<trial number>@<epoch>[:nan|raise|crash]", comma-separated for several trials. In that epoch
+# the trial's loss turns NaN (default), its training raises, or the process dies (once per trial).
+FAULT_ENV = "KGSEARCH_FAULT"
+FAULT_KINDS = ("nan", "raise", "crash")
 
 
 @dataclass(frozen=True)
@@ -96,18 +99,41 @@ def _set_threads(resources: ResourcesSpec) -> None:
     torch.set_num_threads(max(1, int(resources.cpus_per_worker)))
 
 
+def parse_faults(value: str | None) -> dict[int, tuple[int, str]]:
+    """FAULT_ENV -> {trial number: (epoch, kind)}; KGSearchError on a malformed value."""
+    faults = {}
+    for item in filter(None, (value or "").split(",")):
+        spec, _, kind = item.partition(":")
+        number, _, epoch = spec.partition("@")
+        kind = kind or "nan"
+        if not (number.isdigit() and (epoch or "1").isdigit() and kind in FAULT_KINDS):
+            raise KGSearchError(f"${FAULT_ENV}={value!r}: expected '<trial number>@<epoch>[:nan|raise|crash]', "
+                                "e.g. '2@1' or '2@1:nan,3@2:raise'")
+        faults[int(number)] = (int(epoch or 1), kind)
+    return faults
+
+
 def _inject_fault(recipe, ctx: TrialContext, trial_name: str) -> None:
-    """Test hook: make this trial's loss NaN at the given epoch, exercising fit()'s real divergence path."""
-    if not ctx.fault:
+    """Test hook (FAULT_ENV): a NaN loss goes through fit()'s real divergence path, `raise` through
+    Tune's trial-error path, `crash` kills the process (a worker: Train restarts the group from its
+    last checkpoint); the crash happens once per trial, marked by a file under the Train storage."""
+    fault = parse_faults(ctx.fault).get(trial_number(trial_name))
+    if fault is None:
         return
-    number, _, epoch = ctx.fault.partition("@")
-    if trial_number(trial_name) != int(number):
-        return
+    epoch, kind = fault
     inner = recipe.train_epoch
 
     def train_epoch(e: int) -> dict:
+        if e == epoch and kind == "raise":
+            raise RuntimeError(f"injected fault in epoch {e}")
+        if e == epoch and kind == "crash":
+            marker = Path(ctx.train_storage) / f"crashed-{trial_name}-rank{getattr(recipe, 'rank', 0)}"
+            if not marker.exists():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+                os._exit(17)
         record = inner(e)
-        return {**record, "loss": math.nan} if e == int(epoch or 1) else record
+        return {**record, "loss": math.nan} if e == epoch and kind == "nan" else record
 
     recipe.train_epoch = train_epoch
 
@@ -299,13 +325,7 @@ def _mean_train_records(recipe, all_reduce_sum: Callable[[torch.Tensor], torch.T
 
 
 def env_fault() -> str | None:
-    """The driver reads the fault hook once and passes it to trials in the TrialContext."""
-    value = os.environ.get(FAULT_ENV)
-    if value and not _valid_fault(value):
-        raise KGSearchError(f"${FAULT_ENV}={value!r}: expected '<trial number>@<epoch>', e.g. '2@1'")
-    return value or None
-
-
-def _valid_fault(value: str) -> bool:
-    number, sep, epoch = value.partition("@")
-    return number.isdigit() and (not sep or epoch.isdigit())
+    """The driver reads the fault hook once (checked) and passes it to trials in the TrialContext."""
+    value = os.environ.get(FAULT_ENV) or None
+    parse_faults(value)
+    return value
