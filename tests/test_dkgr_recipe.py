@@ -127,10 +127,17 @@ def test_runs_under_ddp_with_one_process():
         dist.destroy_process_group()
 
 
-def test_bf16_training_runs():
+def test_bf16_training_keeps_the_evolution_in_fp32(monkeypatch):
     recipe = make(tiny_config(precision="bf16"))
     assert recipe.bf16 and use_bf16("fp32", torch.device("cpu")) is False
+    seen = []   # dtypes of the evolved states and of the decoder queries during a bf16 epoch
+    encode, query = recipe.model.encode, recipe.model.entity_decoder.query
+    monkeypatch.setattr(recipe.model, "encode",
+                        lambda *a: seen.append(("encode", encode(*a)[0].dtype)) or encode(*a))
+    monkeypatch.setattr(recipe.model.entity_decoder, "query",
+                        lambda *a: seen.append(("decode", query(*a).dtype)) or query(*a))
     assert torch.isfinite(torch.tensor(recipe.train_epoch(1)["loss"]))
+    assert {("encode", torch.float32), ("decode", torch.bfloat16)} == set(seen)
 
 
 def test_config_errors_name_the_key():

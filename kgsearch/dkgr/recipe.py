@@ -59,8 +59,9 @@ class DkgrConfig:
     rgcn_impl: Literal["scatter", "pyg", "pyg_fast"] = "scatter"   # Eq. 3 layer: ours, PyG RGCNConv,
                                          # PyG FastRGCNConv (speed: bench/dkgr_speed.py, rgcn.py)
     num_bases: int = 100                 # basis count of the PyG layers (W_r = sum_b a_rb V_b)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"   # training matmuls; auto = bf16 where the
-                                         # hardware has it (CPU avx512_bf16/AMX, CUDA), else fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"   # decoder matmuls in training (the evolution
+                                         # stays fp32); auto = bf16 where the hardware has it (CPU
+                                         # avx512_bf16/AMX, CUDA), else fp32
     # --- optimisation (paper Sec. 5.1.4) ---
     lr: float = 1e-3                     # Adam learning rate
     weight_decay: float = 1e-5           # Adam L2 penalty (RE-GCN)
