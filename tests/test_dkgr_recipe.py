@@ -130,14 +130,21 @@ def test_runs_under_ddp_with_one_process():
 def test_bf16_training_keeps_the_evolution_in_fp32(monkeypatch):
     recipe = make(tiny_config(precision="bf16"))
     assert recipe.bf16 and use_bf16("fp32", torch.device("cpu")) is False
-    seen = []   # dtypes of the evolved states and of the decoder queries during a bf16 epoch
-    encode, query = recipe.model.encode, recipe.model.entity_decoder.query
-    monkeypatch.setattr(recipe.model, "encode",
-                        lambda *a: seen.append(("encode", encode(*a)[0].dtype)) or encode(*a))
-    monkeypatch.setattr(recipe.model.entity_decoder, "query",
-                        lambda *a: seen.append(("decode", query(*a).dtype)) or query(*a))
+    seen = set()   # dtypes of the evolved states and of the decoder queries during a bf16 epoch
+
+    def record(owner, attr, name):
+        fn = getattr(owner, attr)
+
+        def wrapped(*args):
+            out = fn(*args)
+            seen.add((name, (out[0] if isinstance(out, tuple) else out).dtype))
+            return out
+        monkeypatch.setattr(owner, attr, wrapped)
+
+    record(recipe.model, "encode", "encode")
+    record(recipe.model.entity_decoder, "query", "decode")
     assert torch.isfinite(torch.tensor(recipe.train_epoch(1)["loss"]))
-    assert {("encode", torch.float32), ("decode", torch.bfloat16)} == set(seen)
+    assert seen == {("encode", torch.float32), ("decode", torch.bfloat16)}
 
 
 def test_config_errors_name_the_key():

@@ -9,9 +9,9 @@ when its byte >= round(256 p): the drop probability is p rounded to a multiple o
 bucketed_matmul -- with bf16 autocast on CPU, oneDNN builds and keeps a kernel per distinct matmul
 shape (~1-2 MB each, not released even with ONEDNN_PRIMITIVE_CACHE_CAPACITY=0; measured). A training
 step's query count changes with every timestamp, so memory grew ~40 MB per step (6.7 GB after two
-ICEWS14 epochs, when the R-GCN also ran in bf16; the decoders are the bf16 part now). Padding the varying row count up to one of 8 sizes per
-octave bounds the number of shapes (<= 12.5% extra rows); results are sliced back, so the math is
-unchanged.
+ICEWS14 epochs, when the R-GCN also ran in bf16; only the decoders do now). Padding the varying row
+count up to one of 8 sizes per octave bounds the number of shapes (<= 12.5% extra rows); results
+are sliced back, so the math is unchanged.
 """
 
 from __future__ import annotations
