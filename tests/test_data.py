@@ -142,6 +142,13 @@ def test_canonical_names():
     assert canonical_name("mykg") == "mykg"
 
 
+def test_known_kind():
+    assert data.known_kind("ICEWS14s") == data.known_kind("icews18") == "temporal"
+    assert data.known_kind("umls") == data.known_kind("FB15k-237") == "static"
+    assert data.known_kind("my_graph") is None
+    assert set(data.KNOWN_KINDS) == set(data.KNOWN)
+
+
 def test_bundled_umls_counts():
     ds = load("UMLS")
     assert (ds.num_entities, ds.num_relations) == (135, 46)

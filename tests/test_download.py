@@ -1,4 +1,4 @@
-"""kgsearch.download against a local http.server on 127.0.0.1 (never the internet)."""
+"""kgsearch.data.download against a local http.server on 127.0.0.1 (never the internet)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from kgsearch import data, download
-from kgsearch.download import RemoteDataset, RemoteFile, fetch, fetch_file
+from kgsearch import data
+from kgsearch.data import download
+from kgsearch.data.download import RemoteDataset, RemoteFile, fetch, fetch_file
 from kgsearch.errors import KGSearchError
 
 SHARED = Path("/work/shared/datasets")
@@ -142,7 +143,7 @@ def test_load_downloads_only_when_asked(tiny_remote, server, tmp_path, monkeypat
     assert data.load("tinykg", data_root=tmp_path / "root", download=True).test.shape[0] == 1
     # default cache = $KGSEARCH_DATA_ROOT, so a later plain load finds the download
     monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path / "root"))
-    assert download.default_cache_dir() == tmp_path / "root"
+    assert data.default_cache_dir() == tmp_path / "root"
     assert data.load("tinykg").num_entities == 3
 
 

@@ -1,6 +1,6 @@
 """Fetch a named benchmark dataset from its public source into a local cache, sha256-checked.
 
-Used only when asked (``kgsearch.data.load(name, download=True)`` or ``python -m kgsearch.download NAME``);
+Used only when asked (``kgsearch.data.load(name, download=True)`` or ``python -m kgsearch.data.download NAME``);
 nothing else in kgsearch touches the network.
 
 The URLs pin the commits the shared copies were taken from (see the datasets README). A ``sha256`` is
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kgsearch import __version__
-from kgsearch.data import DATA_ROOT_ENV, canonical_name
+from kgsearch.data.names import DATA_ROOT_ENV, canonical_name, default_cache_dir
 from kgsearch.errors import KGSearchError, cli_entry
 
 log = logging.getLogger(__name__)
@@ -136,12 +136,6 @@ REGISTRY: dict[str, RemoteDataset] = {
 }
 
 
-def default_cache_dir() -> Path:
-    """``$KGSEARCH_DATA_ROOT`` if set (so downloads land where ``load`` looks), else ~/.cache/kgsearch/datasets."""
-    root = os.environ.get(DATA_ROOT_ENV)
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "kgsearch" / "datasets"
-
-
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -216,7 +210,7 @@ def fetch(name: str, cache_dir: str | os.PathLike | None = None, timeout: float 
 
 @cli_entry
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m kgsearch.download", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kgsearch.data.download", description=__doc__.split("\n")[0])
     parser.add_argument("name", metavar="NAME", help="one of: " + ", ".join(sorted(REGISTRY)))
     parser.add_argument("--cache-dir", default=None, help=f"default: ${DATA_ROOT_ENV} or ~/.cache/kgsearch/datasets")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Benchmark datasets: static triples and temporal quadruples as integer id tensors.
+"""Reading a dataset folder into a `StaticDataset` / `TemporalDataset`.
 
 Folder layout (every file tab-separated, UTF-8, one record per line; any file may be ``NAME.txt.gz``):
 
@@ -28,250 +28,19 @@ from __future__ import annotations
 import codecs
 import gzip
 import os
-import re
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
 
-from kgsearch.errors import KGSearchError, cli_entry
+from kgsearch.data.types import SPLITS, Dataset, StaticDataset, TemporalDataset, UnseenEntityWarning
+from kgsearch.errors import KGSearchError
 
-SPLITS = ("train", "valid", "test")
-DATA_ROOT_ENV = "KGSEARCH_DATA_ROOT"
-BUNDLED_DIR = Path(__file__).resolve().parent / "datasets"
-BUNDLED = ("umls", "icews14")  # shipped in kgsearch/datasets/, loaded without a data root
-KNOWN = ("family", "umls", "wn18rr", "fb15k-237", "nell-995", "yago3-10", "icews14", "icews18", "icews05-15")
-# Normalised spelling (lower case, punctuation dropped) -> folder name; KNOWN names map to themselves.
-_ALIASES = {
-    "nell": "nell-995",
-    "yago3": "yago3-10",
-    "icews14s": "icews14",  # RE-GCN's folder name for the same split
-}
 UNSEEN_MODES = ("drop", "error", "keep")
-
-
-class UnseenEntityWarning(UserWarning):
-    """Valid/test triples were dropped because an entity or relation does not occur in train."""
-
-
-# ----------------------------------------------------------------------------------------------
-# Dataset containers
-
-
-@dataclass(eq=False, repr=False)
-class StaticDataset:
-    name: str
-    entities: list[str]  # id -> name
-    relations: list[str]  # id -> name
-    train: torch.Tensor  # LongTensor [n, 3]: (head, relation, tail)
-    valid: torch.Tensor
-    test: torch.Tensor
-    path: str | None = None  # folder it was read from
-    dropped: dict[str, int] = field(default_factory=dict)  # split -> triples dropped as unseen
-
-    @property
-    def num_entities(self) -> int:
-        return len(self.entities)
-
-    @property
-    def num_relations(self) -> int:
-        return len(self.relations)
-
-    def split(self, split: str) -> torch.Tensor:
-        return _get_split(self, split)
-
-    def __str__(self) -> str:
-        return describe(self)
-
-    __repr__ = __str__
-
-
-@dataclass(eq=False, repr=False)
-class TemporalDataset:
-    name: str
-    entities: list[str]  # id -> name (DKGR-DR derives its static attribute graph from these)
-    relations: list[str]
-    times: torch.Tensor  # LongTensor [T]: sorted distinct raw timestamps over all splits
-    train: torch.Tensor  # LongTensor [n, 4]: (head, relation, tail, index into `times`)
-    valid: torch.Tensor
-    test: torch.Tensor
-    path: str | None = None
-
-    @property
-    def num_entities(self) -> int:
-        return len(self.entities)
-
-    @property
-    def num_relations(self) -> int:
-        return len(self.relations)
-
-    @property
-    def num_times(self) -> int:
-        return int(self.times.numel())
-
-    def split(self, split: str) -> torch.Tensor:
-        return _get_split(self, split)
-
-    def snapshots(self, split: str) -> list[tuple[int, torch.Tensor]]:
-        """Time-ordered ``(time_index, LongTensor[k, 3])`` per timestamp present in `split`.
-
-        One stable sort and one split (file order is kept inside a snapshot); the chunks are
-        contiguous views of a single sorted copy.
-        """
-        quads = _get_split(self, split)
-        if quads.shape[0] == 0:
-            return []
-        ordered = quads[torch.argsort(quads[:, 3], stable=True)]
-        time_ids, counts = torch.unique_consecutive(ordered[:, 3], return_counts=True)
-        chunks = torch.split(ordered[:, :3].contiguous(), counts.tolist())
-        return list(zip(time_ids.tolist(), chunks))
-
-    def __str__(self) -> str:
-        return describe(self)
-
-    __repr__ = __str__
-
-
-Dataset = Union[StaticDataset, TemporalDataset]
-
-
-def _get_split(dataset: Dataset, split: str) -> torch.Tensor:
-    if split not in SPLITS:
-        raise KGSearchError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
-    return getattr(dataset, split)
-
-
-def describe(dataset: Dataset) -> str:
-    """One line with the counts, e.g. ``umls: static KG, 135 entities, 46 relations, 5,327 / 569 / 633 ...``."""
-    sizes = " / ".join(f"{_get_split(dataset, s).shape[0]:,}" for s in SPLITS)
-    if isinstance(dataset, TemporalDataset):
-        text = (
-            f"{dataset.name}: temporal KG, {dataset.num_entities:,} entities, {dataset.num_relations:,} relations, "
-            f"{dataset.num_times:,} timestamps, {sizes} train/valid/test quadruples"
-        )
-    else:
-        text = (
-            f"{dataset.name}: static KG, {dataset.num_entities:,} entities, {dataset.num_relations:,} relations, "
-            f"{sizes} train/valid/test triples"
-        )
-        if dataset.dropped:
-            parts = ", ".join(f"{n:,} {s}" for s, n in dataset.dropped.items())
-            text += f" (dropped as unseen in train: {parts})"
-    return text
-
-
-# ----------------------------------------------------------------------------------------------
-# Name resolution
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-def canonical_name(name: str) -> str:
-    """Known benchmark spellings ("FB15k237", "ICEWS05_15", "nell995") -> folder name; others unchanged."""
-    key = _norm(name)
-    for known in KNOWN:
-        if _norm(known) == key:
-            return known
-    return _ALIASES.get(key, name)
-
-
-def _looks_like_path(text: str) -> bool:
-    seps = [os.sep] + ([os.altsep] if os.altsep else [])
-    return any(s in text for s in seps) or text.startswith(("~", "."))
-
-
-def _roots(data_root: str | os.PathLike | None) -> list[tuple[Path, str]]:
-    """Folders searched for a named dataset, with how each was chosen (for the error message)."""
-    from kgsearch.download import default_cache_dir  # download imports this module
-
-    roots: list[tuple[Path, str]] = []
-    if data_root is not None:
-        roots.append((Path(data_root).expanduser(), "data_root"))
-    elif os.environ.get(DATA_ROOT_ENV):
-        roots.append((Path(os.environ[DATA_ROOT_ENV]).expanduser(), f"${DATA_ROOT_ENV}"))
-    cache = default_cache_dir()
-    if all(cache != r for r, _ in roots):
-        roots.append((cache, "download cache"))
-    return roots
-
-
-def _find_in_root(root: Path, given: str, canon: str) -> Path | None:
-    for candidate in dict.fromkeys([canon, given]):
-        if (root / candidate).is_dir():
-            return root / candidate
-    if root.is_dir():  # e.g. a folder spelled "FB15k-237"
-        key = _norm(canon)
-        for entry in sorted(root.iterdir()):
-            if entry.is_dir() and _norm(entry.name) == key:
-                return entry
-    return None
-
-
-def resolve(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None,
-            download: bool = False) -> tuple[Path, str]:
-    """Return (folder, dataset name) for a bundled name, a name under a data root, or a folder path."""
-    text = os.fspath(name_or_path)
-    if not text.strip():
-        raise KGSearchError("empty dataset name")
-    if isinstance(name_or_path, os.PathLike) or _looks_like_path(text):
-        folder = Path(text).expanduser()
-        if not folder.is_dir():
-            raise KGSearchError(f"dataset folder {folder} does not exist" if not folder.exists()
-                                else f"dataset path {folder} is not a folder")
-        return folder, folder.resolve().name
-    canon = canonical_name(text)
-    if canon in BUNDLED:
-        return BUNDLED_DIR / canon, canon
-    looked = []
-    for root, how in _roots(data_root):
-        found = _find_in_root(root, text, canon)
-        if found is not None:
-            if download and any(_find(found, s) is None for s in SPLITS):  # an interrupted download
-                from kgsearch.download import fetch
-
-                return fetch(canon, cache_dir=found.parent), canon
-            return found, canon
-        looked.append(f"{root / canon} ({how}{'' if root.is_dir() else ', missing'})")
-    if Path(text).is_dir():  # a bare relative folder name
-        return Path(text), Path(text).resolve().name
-    if download:
-        from kgsearch.download import fetch
-
-        target = Path(data_root).expanduser() if data_root is not None else None
-        return fetch(canon, cache_dir=target), canon
-    from kgsearch.download import REGISTRY
-
-    hint = "" if data_root is not None or os.environ.get(DATA_ROOT_ENV) else (
-        f"; no data root set (pass data_root / --data-root or set {DATA_ROOT_ENV})")
-    raise KGSearchError(
-        f"dataset {text!r} not found: looked in {', '.join(looked)}{hint}; "
-        f"bundled: {', '.join(BUNDLED)}; known names: {', '.join(KNOWN)}; "
-        f"download=True fetches one of: {', '.join(sorted(REGISTRY))}; a folder path loads that folder"
-    )
-
-
-def load(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None, unseen: str = "drop",
-         download: bool = False) -> Dataset:
-    """Load a dataset by name (bundled ``umls`` / ``icews14``, else ``<data_root>/<name>``) or folder path.
-
-    `data_root` defaults to ``$KGSEARCH_DATA_ROOT``; the download cache is searched too. The network is
-    used only with ``download=True`` (and only when the dataset is not already on disk).
-    """
-    if unseen not in UNSEEN_MODES:
-        raise KGSearchError(f"unseen={unseen!r}: expected one of {', '.join(UNSEEN_MODES)}")
-    folder, name = resolve(name_or_path, data_root, download)
-    return load_folder(folder, name=name, unseen=unseen)
-
-
-# ----------------------------------------------------------------------------------------------
-# File reading
 
 
 def _find(folder: Path, stem: str) -> Path | None:
@@ -480,10 +249,6 @@ def _names_to_ids(folder: Path, tables: dict[str, _Rows]) -> tuple[list[str], li
     return entities, relations, arrays
 
 
-# ----------------------------------------------------------------------------------------------
-# Folder loaders
-
-
 def detect_kind(folder: str | os.PathLike) -> str:
     """``"temporal"`` if the folder has entity2id/relation2id or 4-5 fields per line, else ``"static"``."""
     folder = Path(folder)
@@ -588,27 +353,3 @@ def _build_temporal(folder: Path, name: str, tables: dict[str, _Rows], has_maps:
     }
     return TemporalDataset(name, entities, relations, torch.from_numpy(times), tensors["train"], tensors["valid"],
                            tensors["test"], path=str(folder))
-
-
-__all__ = [
-    "BUNDLED", "DATA_ROOT_ENV", "KNOWN", "SPLITS", "StaticDataset", "TemporalDataset", "UnseenEntityWarning",
-    "canonical_name", "describe", "detect_kind", "load", "load_folder", "resolve",
-]
-
-
-@cli_entry
-def main(argv: list[str] | None = None) -> None:
-    """``python -m kgsearch.data NAME_OR_PATH [--data-root DIR]``: print the dataset's counts."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m kgsearch.data", description="Load a dataset and print its counts.")
-    parser.add_argument("dataset", help=f"bundled ({', '.join(BUNDLED)}), a name under the data root, or a folder")
-    parser.add_argument("--data-root", default=None, help=f"default: ${DATA_ROOT_ENV}")
-    parser.add_argument("--unseen", choices=UNSEEN_MODES, default="drop")
-    parser.add_argument("--download", action="store_true", help="fetch a known dataset if it is not on disk")
-    args = parser.parse_args(argv)
-    print(describe(load(args.dataset, args.data_root, unseen=args.unseen, download=args.download)))
-
-
-if __name__ == "__main__":
-    main()
