@@ -8,7 +8,8 @@ STAMP  := $(VENV)/.installed
 SWEEP  ?= dans_umls
 ARGS   ?=
 
-# glibc returns freed memory to the OS too eagerly for embedding training (RAY_NOTES.md, "CPU speed").
+# glibc returns freed memory to the OS too eagerly for embedding training
+# (docs/ray.md, "glibc malloc settings").
 export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 17179869184
 export MALLOC_TOP_PAD_        := 1073741824

@@ -161,7 +161,7 @@ def test_dockerfile_builds_on_the_matching_ray_image():
 
 
 def downloaded_datasets(text: str) -> set[str]:
-    m = re.search(r"for d in ([a-z0-9 -]+); do python -m kgsearch\.download", text)
+    m = re.search(r"for d in ([a-z0-9 -]+); do python -m kgsearch\.data\.download", text)
     assert m, "no dataset download loop"
     return set(m.group(1).split())
 
@@ -170,7 +170,7 @@ def test_head_has_every_dataset_a_shipped_sweep_needs():
     # The driver (on the head) loads the dataset; trials get it from the object store. So the head's
     # setup (launchers) and the image (KubeRay) must hold every benchmark that is not bundled.
     from kgsearch.data import BUNDLED, canonical_name
-    from kgsearch.download import REGISTRY
+    from kgsearch.data.download import REGISTRY
 
     needed = {canonical_name(yaml.safe_load(p.read_text())["dataset"])
               for p in (REPO / "search_spaces").glob("*.yaml")} - set(BUNDLED)

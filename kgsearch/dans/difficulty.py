@@ -2,7 +2,7 @@
 
 ζ(e) = sigmoid(W2·ReLU(W1·[e_sem; e_str] + b1) + b2) ∈ (0, 1).
 
-The paper does not say what supervises the MLP. Following DESIGN.md, the default target is each
+The paper does not say what supervises the MLP. Our choice: the default target is each
 entity's normalised mean filtered rank *as the answer* of training queries under the pre-trained
 scorer ("hard" = "the model ranks it badly"); `DIFFICULTY_TARGETS` holds the swappable choices.
 """

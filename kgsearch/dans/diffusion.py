@@ -5,8 +5,8 @@ Timesteps are 1..T; tensors indexed by t carry a leading slot for t = 0 (ᾱ_0 =
 
 Speed (the chain is the cost centre of DANS-KGC): the reverse chain is run on a *strided*
 sub-sequence of `sampling_steps` timesteps that always contains the four band steps
-(respaced DDPM: a jump t -> s uses α' = ᾱ_t/ᾱ_s, β' = 1 − α' in the standard DDPM step, which is
-exactly DESIGN.md's step x_{t−1} = (x_t − β_t/√(1−ᾱ_t)·ε_θ)/√α_t + √β_t·z when s = t − 1), and
+(respaced DDPM: a jump t -> s uses α' = ᾱ_t/ᾱ_s, β' = 1 − α' in the DDPM reverse step, which for
+s = t − 1 is exactly the standard step x_{t−1} = (x_t − β_t/√(1−ᾱ_t)·ε_θ)/√α_t + √β_t·z), and
 the denoiser's condition projection (type, h ⊕ r, neighbours) is computed once per chain instead of
 once per step. With sampling_steps ≥ T − T/20 the chain is the full stride-1 DDPM chain.
 """
@@ -119,7 +119,7 @@ def diffusion_loss(denoiser: Denoiser, x0: torch.Tensor, abar: torch.Tensor, con
 
 def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor, abar_s: torch.Tensor,
               z: torch.Tensor) -> torch.Tensor:
-    """One reverse jump t -> s < t (DESIGN.md's standard DDPM step in place of the paper's Eq. 8–9):
+    """One reverse jump t -> s < t, the standard DDPM step (the paper's printed Eq. 8–9 have typos):
 
     x_s = (x_t − β'/√(1 − ᾱ_t)·ε_θ)/√α' + √β'·z with α' = ᾱ_t/ᾱ_s, β' = 1 − α'
     (= α_t, β_t for s = t − 1; the respaced-DDPM form for a strided jump). abar_t, abar_s [n].

@@ -5,7 +5,7 @@ queries (anchor, rel ∈ [0, 2R), target) so the trainable can wrap the module i
 receives a gradient in every call (scorer through L_KGC1/L_KGC2, denoiser through L_Diff), so DDP
 needs no find_unused_parameters.
 
-Space of the diffusion (our choice, DESIGN.md does not settle it): KGE embeddings live at a tiny scale
+Space of the diffusion (our choice; the paper does not settle it): KGE embeddings live at a tiny scale
 (±(γ+2)/dim), so an N(0, I) prior would drown them and every generated negative would be trivially far.
 The chain therefore runs on embeddings standardised by the current (detached) per-dimension mean and
 std of the entity table, and generated negatives are mapped back before scoring.

@@ -7,7 +7,7 @@ snapshot, oldest first:
     r'_t = [ meanpool(E_{t-1} over the entities linked by r at t) ; r_RI ]     Eq. 4
     R_t  = GRU(R'_t, R_{t-1})                                                   Eq. 5
     E'_t = R-GCN_omega(E_{t-1}, R_t, G_t)                                       Eq. 3
-    U_t  = sigmoid(W_U E'_t + b_U);  E_t = U_t * E'_t + (1 - U_t) * E_{t-1}    Eq. 6-7 (DESIGN.md form)
+    U_t  = sigmoid(W_U E'_t + b_U);  E_t = U_t * E'_t + (1 - U_t) * E_{t-1}    Eq. 6-7
 
 Entity / relation prediction decode (E_t, R_t) after the last step. States are L2-normalised after
 each step when `layer_norm` is on (RE-GCN's --layer-norm), which keeps m-step rollouts stable.
@@ -41,8 +41,8 @@ from kgsearch.dkgr.static_graph import NUM_STATIC_RELATIONS
 def angle_loss(static: torch.Tensor, evolved: Sequence[torch.Tensor], gamma_deg: float) -> torch.Tensor:
     """L_st = sum_tau sum_i max(cos theta_tau - cos(e_s,i, e_{t-m+tau,i}), 0),  theta_tau = min(gamma*tau, 90 deg).
 
-    Eq. 11-14, with the sign DESIGN.md settles (penalise angles wider than theta_tau). tau runs over the
-    evolution steps 1..m (E_{t-m+1} .. E_t): tau = 0 would be the initial state, which RE-GCN's
+    Eq. 11-14 with the sign the printed text garbles: penalise angles wider than theta_tau. tau runs
+    over the evolution steps 1..m (E_{t-m+1} .. E_t): tau = 0 would be the initial state, which RE-GCN's
     implementation of the same loss skips as well.
     """
     loss = static.new_zeros(())

@@ -1,4 +1,4 @@
-"""Static attribute graph G_s from entity names (paper Sec. 4.2.1, DESIGN.md "DKGR-DR" item 4).
+"""Static attribute graph G_s from entity names (paper Sec. 4.2.1).
 
 `Government_(Nigeria)` -> (e, isA, "Government"), (e, country, "Nigeria"); a plain name such as
 `France` -> (e, is, "France"). Attribute nodes are *word* nodes shared by all entities naming them, so
