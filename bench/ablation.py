@@ -15,6 +15,7 @@ built over several sittings. Prints the markdown table at the end.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -24,7 +25,8 @@ import torch
 import yaml
 
 from kgsearch.errors import KGSearchError, cli_entry
-from kgsearch.train import load_run_file, run_training
+from kgsearch.run.runfile import RunFile
+from kgsearch.train import run_training
 
 
 def parse_pairs(text: str, what: str) -> dict:
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    base = load_run_file(args.run)
+    base = RunFile.load(args.run)
     common = parse_pairs(",".join(args.set), "--set")
     variants = [parse_variant(v) for v in args.variant]
     names = [name for name, _ in variants]
@@ -85,15 +87,15 @@ def main(argv: list[str] | None = None) -> None:
         raise KGSearchError(f"--variant: duplicate names in {names}")
     done = json.loads(args.out.read_text()) if args.out.exists() else []
     keys = args.metrics or (["test_tf_mrr", "test_tf_hits@1", "test_tf_hits@10", "test_rel_mrr"]
-                            if base["model"] == "dkgr" else ["test_mrr", "test_hits@1", "test_hits@10"])
+                            if base.model == "dkgr" else ["test_mrr", "test_hits@1", "test_hits@10"])
 
     for name, changes in variants:
         for seed in args.seeds:
-            params = {**(base.get("params") or {}), **common, **changes, "seed": seed}
+            params = {**base.params, **common, **changes, "seed": seed}
             if any(r["variant"] == name and r["params"] == params for r in done):
                 print(f"{name} seed {seed}: already in {args.out}, skipped", flush=True)
                 continue
-            run = {**base, "params": params}
+            run = dataclasses.replace(base, params=params)
             started = time.perf_counter()
             result = run_training(run, f"{args.run} [{name}]", None, args.data_root)
             wall = time.perf_counter() - started

@@ -24,7 +24,7 @@ from kgsearch.config import config_from_dict
 from kgsearch.dans.recipe import DansConfig, DansRecipe
 from kgsearch.data import load
 from kgsearch.errors import KGSearchError, cli_entry
-from kgsearch.train import load_run_file
+from kgsearch.run.runfile import RunFile
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="DansConfig field for both variants (e.g. dim=200)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    run = load_run_file(args.config) if args.config else {}
-    dataset = load(args.dataset or run.get("dataset", "umls"), data_root=args.data_root or run.get("data_root"))
-    params = {**(run.get("params") or {}), **parse_sets(args.set)}
+    run = RunFile.load(args.config) if args.config else RunFile(model="dans", dataset="umls")
+    dataset = load(args.dataset or run.dataset, data_root=args.data_root or run.data_root)
+    params = {**run.params, **parse_sets(args.set)}
     recipes = {}
     for name, dans in (("baseline", False), ("dans", True)):
         epochs = max(int(params.get("epochs", 0)), args.epochs + 1)

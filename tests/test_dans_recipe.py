@@ -17,6 +17,8 @@ from kgsearch.errors import KGSearchError
 from kgsearch.evaluation import RankAccumulator
 from kgsearch.recipe import get_recipe
 
+from contract import RecipeContract
+
 N = 12
 
 
@@ -196,7 +198,7 @@ def test_evaluation_shards_add_up(data, prepared):
 
 def test_training_shards_are_disjoint_and_equal_sized(data, prepared):
     cfg = make_config()
-    shards = [DansRecipe(cfg, data, prepared, rank=r, world_size=3)._shard(5) for r in range(3)]
+    shards = [DansRecipe(cfg, data, prepared, rank=r, world_size=3).epoch_shard(5) for r in range(3)]
     assert len({len(s) for s in shards}) == 1
     joined = torch.cat(shards)
     assert len(joined.unique()) == len(joined) == 3 * (40 // 3)
@@ -227,3 +229,13 @@ def test_runs_under_ddp_with_one_process(data, prepared, tmp_path):
         recipe = None
         gc.collect()
         dist.destroy_process_group()
+
+
+class TestDansContract(RecipeContract):
+    recipe = "dans"
+
+    def make_dataset(self):
+        return periodic_dataset()
+
+    def params(self):
+        return dict(TINY)

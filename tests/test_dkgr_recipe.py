@@ -15,6 +15,8 @@ from kgsearch.errors import KGSearchError
 from kgsearch.precision import use_bf16
 from kgsearch.recipe import get_recipe
 
+from contract import RecipeContract
+
 N, R, T = 12, 3, 20
 
 
@@ -152,7 +154,7 @@ def test_config_errors_name_the_key():
         config_from_dict(DkgrConfig, {"histroy_len": 3}, source="run.yaml")
     with pytest.raises(KGSearchError, match="'history_len' must be >= 1"):
         config_from_dict(DkgrConfig, {"history_len": 0}, source="run.yaml")
-    with pytest.raises(KGSearchError, match="not one of"):
+    with pytest.raises(KGSearchError, match="key 'decoder': input should be 'convtranse', 'conve' or 'fc'"):
         config_from_dict(DkgrConfig, {"decoder": "transe"}, source="run.yaml")
     with pytest.raises(KGSearchError, match="'dropout' must be in"):
         config_from_dict(DkgrConfig, {"dropout": 1.5}, source="run.yaml")
@@ -165,3 +167,14 @@ def test_static_dataset_is_rejected():
                        torch.zeros(0, 3).long())
     with pytest.raises(KGSearchError, match="not temporal"):
         DkgrRecipe.prepare(tiny_config(), ds)
+
+
+class TestDkgrContract(RecipeContract):
+    recipe = "dkgr"
+
+    def make_dataset(self):
+        return periodic_dataset()
+
+    def params(self):
+        return dict(dim=16, decoder_channels=4, history_len=3, lr=0.01, epochs=2, precision="fp32",
+                    eval_batch_size=5, seed=3)

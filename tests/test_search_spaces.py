@@ -7,16 +7,19 @@ import pytest
 
 from kgsearch.config import config_from_dict
 from kgsearch.recipe import get_recipe
-from kgsearch.spec import REPO_ROOT, load_spec
+from kgsearch.sweep.space import optuna_space
+from kgsearch.sweep.validate import REPO_ROOT, load_spec
 
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
 EXPECTED = {"dans_umls", "dans_family", "dans_wn18rr", "dans_fb15k237", "dans_nell995",
             "dkgr_icews14", "dkgr_icews18", "dkgr_icews0515"}
 LARGE = {"dans_wn18rr", "dans_fb15k237", "dans_nell995", "dkgr_icews18", "dkgr_icews0515"}
-# The paper's searchable hyperparameters, by config field name.
-DANS_SEARCHED = {"diffusion_steps", "beta_init", "beta_low", "beta_global", "mu", "curriculum_lambda",
-                 "curriculum_zeta", "eta", "margin_increment", "gamma", "lr", "dim"}
-DKGR_SEARCHED = {"history_len", "lambda_entity", "lambda_relation", "lambda_static", "angle_deg", "lr", "dim"}
+# Each paper's searchable hyperparameters, by config field name (a model without a paper list: none).
+PAPER_SEARCHED = {
+    "dans": {"diffusion_steps", "beta_init", "beta_low", "beta_global", "mu", "curriculum_lambda",
+             "curriculum_zeta", "eta", "margin_increment", "gamma", "lr", "dim"},
+    "dkgr": {"history_len", "lambda_entity", "lambda_relation", "lambda_static", "angle_deg", "lr", "dim"},
+}
 
 
 def test_all_sweeps_are_shipped():
@@ -28,13 +31,13 @@ def test_all_sweeps_are_shipped():
 def test_sweep_file_validates(name, smoke):
     spec = load_spec(name, smoke=smoke)
     assert spec.name == name
-    assert spec.metric == ("val_mrr" if spec.model == "dans" else "val_tf_mrr")
+    assert spec.metric == "val_" + get_recipe(spec.model).metric
     assert spec.fixed["epochs"] == spec.scheduler.max_t
     if smoke:
         assert spec.scheduler.max_t <= 2 and spec.num_samples <= 2 and spec.fixed.get("dim", 99) <= 16
     else:
-        wanted = DANS_SEARCHED if spec.model == "dans" else DKGR_SEARCHED
-        assert wanted <= {p.name for p in spec.space}, wanted - {p.name for p in spec.space}
+        wanted = PAPER_SEARCHED.get(spec.model, set())
+        assert wanted <= set(spec.space), wanted - set(spec.space)
         assert spec.searcher.type == "tpe" and spec.scheduler.type == "asha"
         assert spec.searcher.n_startup_trials < spec.num_samples
     if name in LARGE:
@@ -47,7 +50,7 @@ def test_sweep_file_validates(name, smoke):
 def test_sampled_trials_build_valid_configs(name):
     spec = load_spec(name)
     recipe_cls = get_recipe(spec.model)
-    space = spec.optuna_space()
+    space = optuna_space(spec.space)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3), direction="maximize")
     for _ in range(40):

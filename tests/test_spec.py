@@ -11,8 +11,9 @@ import optuna
 import pytest
 
 from kgsearch.errors import KGSearchError
-from kgsearch.spec import (OptunaSpace, ParamDef, available_sweeps, load_spec, parse_spec, resolve_sweep,
-                           spec_from_dict)
+from kgsearch.sweep.space import OptunaSpace, optuna_space
+from kgsearch.sweep.spec import IntParam, SweepSpec
+from kgsearch.sweep.validate import available_sweeps, load_spec, parse_spec, resolve_sweep
 
 BASE = textwrap.dedent("""\
     model: dans
@@ -64,9 +65,8 @@ def test_base_file_resolves(tmp_path):
     spec = load_spec(write(tmp_path, BASE))
     assert spec.name == "sweep" and spec.model == "dans" and spec.num_samples == 4
     assert spec.fixed == {"seed": 0, "eval_every": 1, "epochs": 6}  # epochs comes from scheduler.max_t
-    assert [p.name for p in spec.space] == ["lr", "dim", "scorer", "adversarial_temperature"]
-    temp = spec.space[-1]
-    assert temp.when == (("scorer", ("transe",)),)
+    assert list(spec.space) == ["lr", "dim", "scorer", "adversarial_temperature"]
+    assert spec.space["adversarial_temperature"].when == {"scorer": ["transe"]}
 
 
 @pytest.mark.parametrize("old,new,path,reason", [
@@ -85,19 +85,22 @@ def test_base_file_resolves(tmp_path):
      "'complexx' is not one of 'scorer''s choices"),
     ("when: {scorer: transe}", "when: {lr: 0.01}", "space.adversarial_temperature.when.lr",
      "only choice parameters"),
-    ("  eval_every: 1", "  eval_every: 1\n  dim: many", "fixed.dim", "expected int"),
+    ("  eval_every: 1", "  eval_every: 1\n  dim: many", "fixed.dim", "input should be a valid integer"),
     ("  eval_every: 1", "  eval_every: 1\n  epochs: 5", "fixed.epochs", "set by scheduler.max_t"),
     ("type: loguniform", "type: logunif", "space.lr.type", "unknown type 'logunif'"),
     ("metric: val_mrr", "metric: val_accuracy", "metric", "unknown metric 'val_accuracy'"),
     ("mode: max", "mode: min", "mode", "must be 'max'"),
     ("dim: {type: choice, values: [16, 32]}", "dim: {type: uniform, low: 16, high: 32}", "space.dim.type",
      "integer parameter; use type: int"),
-    ("values: [16, 32]", "values: [16, sixteen]", "space.dim.values.1", "expected int"),
+    ("values: [16, 32]", "values: [16, sixteen]", "space.dim.values.1", "input should be a valid integer"),
     ("grace_period: 2", "grace_period: 0", "scheduler.grace_period", "greater than or equal to 1"),
     ("  eval_every: 1", "  eval_every: 4", "scheduler.grace_period", "multiple of eval_every (4)"),
     ("gpus_per_worker: 0}", "gpus_per_worker: 0.5}\n", "resources.gpus_per_worker", "fractional GPUs"),
     ("  fixed: {dim: 8, scorer: rotate}", "  fixed: {dimension: 8}", "smoke.fixed.dimension",
      "not a parameter"),
+    # prepare() runs once per sweep with the fixed values: a searched pretrain_epochs would be ignored
+    ("  dim: {type: choice", "  pretrain_epochs: {type: int, low: 2, high: 4}\n  dim: {type: choice",
+     "space.pretrain_epochs", "'pretrain_epochs' feeds DansRecipe.prepare()"),
 ])
 def test_bad_file_names_file_line_key_and_reason(tmp_path, old, new, path, reason):
     text = BASE.replace(old, new)
@@ -140,14 +143,14 @@ def test_smoke_pins_params_and_drops_their_children(tmp_path):
     assert spec.num_samples == 2 and spec.scheduler.max_t == 1 and spec.scheduler.grace_period == 1
     assert spec.fixed["dim"] == 8 and spec.fixed["scorer"] == "rotate" and spec.fixed["epochs"] == 1
     # scorer is pinned to rotate, so the transe-only parameter drops out of the space
-    assert [p.name for p in spec.space] == ["lr"]
+    assert list(spec.space) == ["lr"]
 
 
 def test_when_on_a_fixed_param_is_resolved_statically(tmp_path):
     text = BASE.replace("  scorer: {type: choice, values: [rotate, transe]}\n", "") \
                .replace("  eval_every: 1", "  eval_every: 1\n  scorer: transe")
     spec = load_spec(write(tmp_path, text))
-    assert spec.space[-1].name == "adversarial_temperature" and spec.space[-1].when == ()
+    assert list(spec.space)[-1] == "adversarial_temperature" and spec.space["adversarial_temperature"].when == {}
 
 
 def test_command_line_overrides(tmp_path):
@@ -160,11 +163,11 @@ def test_command_line_overrides(tmp_path):
 
 def test_spec_round_trips_through_its_stored_form(tmp_path):
     spec = load_spec(write(tmp_path, BASE))
-    assert spec_from_dict(spec.to_dict()) == spec
+    assert SweepSpec.model_validate(spec.model_dump()) == spec
 
 
 def test_optuna_space_is_conditional_and_picklable(tmp_path):
-    space = load_spec(write(tmp_path, BASE)).optuna_space()
+    space = optuna_space(load_spec(write(tmp_path, BASE)).space)
     space = pickle.loads(pickle.dumps(space))  # Tune pickles it into the searcher state
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
@@ -181,9 +184,10 @@ def test_optuna_space_is_conditional_and_picklable(tmp_path):
 
 
 def test_param_def_int_and_log_ranges():
-    p = ParamDef("diffusion_steps", "int", low=20, high=40, step=10)
+    p = IntParam(type="int", low=20, high=40, step=10)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    values = {OptunaSpace((p,))(t) or t.params["diffusion_steps"] for t in (study.ask() for _ in range(20))}
+    values = {OptunaSpace((("diffusion_steps", p),))(t) or t.params["diffusion_steps"]
+              for t in (study.ask() for _ in range(20))}
     assert values <= {20, 30, 40} and len(values) > 1
 
 
@@ -222,3 +226,17 @@ def test_custom_dataset_is_found_under_the_data_root(tmp_path, tiny_static_dir, 
     assert load_spec(path, data_root=str(tiny_static_dir.parent)).dataset == "tiny_static"
     with pytest.raises(KGSearchError, match=r"sweep\.yaml:2: dataset: unknown dataset 'tiny_static'"):
         load_spec(path)
+
+
+def test_trial_refuses_a_config_other_than_the_prepared_one():
+    """The trial engine's own check, behind the validator's: prepared data must match the trial's config."""
+    from kgsearch.dans.recipe import DansConfig, DansRecipe
+    from kgsearch.recipe import prepared_values
+    from kgsearch.sweep.spec import ResourcesSpec
+    from kgsearch.sweep.trial import TrialContext, build_recipe
+
+    ctx = TrialContext(model="dans", dataset="umls", data_root=None, metric="val_mrr", resources=ResourcesSpec(),
+                       train_storage="/unused", shared=None,
+                       prepared_for=prepared_values(DansRecipe, DansConfig(pretrain_epochs=30)))
+    with pytest.raises(KGSearchError, match=r"differs from what DansRecipe.prepare\(\) ran with.*pretrain_epochs"):
+        build_recipe(DansRecipe, {"pretrain_epochs": 5}, ctx, device=None)

@@ -1,7 +1,7 @@
 """End-to-end smoke sweep on a real (embedded) Ray, plus the pieces of the trial loop that need no Ray.
 
 One 4-trial x 2-epoch `dans_umls --smoke` sweep (module fixture, ~30-50 s) is checked from several
-angles: result files, the failed trials (through the KGSEARCH_FAULT hook in trainables/common.py,
+angles: result files, the failed trials (through the KGSEARCH_FAULT hook in kgsearch/sweep/faults.py,
 trial 2's loss turns NaN at epoch 1 and trial 4 raises), once-per-sweep preparation, provenance,
 TensorBoard curves and HParams, and the exported best run file replaying to the same test MRR.
 """
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from kgsearch.config import config_from_dict
-from kgsearch.spec import load_spec
+from kgsearch.sweep.validate import load_spec
 
 RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
                 "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
@@ -30,7 +31,7 @@ RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHE
 
 @pytest.fixture(scope="module")
 def ray_session():
-    """One small Ray for the module (RAY_NOTES "Tests")."""
+    """One small Ray for the module (docs/ray.md, "Tests")."""
     import ray
 
     saved = {k: os.environ.get(k) for k in RAY_TEST_ENV}
@@ -50,8 +51,8 @@ def ray_session():
 def smoke(ray_session, tmp_path_factory):
     """Run the smoke sweep once; count Recipe.prepare calls in this (driver) process."""
     from kgsearch.dans.recipe import DansRecipe
-    from kgsearch.sweep import run_sweep
-    from trainables.common import FAULT_ENV
+    from kgsearch.sweep.run import run_sweep
+    from kgsearch.sweep.faults import FAULT_ENV
 
     calls = []
     original = DansRecipe.__dict__["prepare"]
@@ -78,7 +79,7 @@ def smoke(ray_session, tmp_path_factory):
 
 
 def test_experiment_store_paths_and_uris(tmp_path):
-    from kgsearch.sweep_storage import ExperimentStore
+    from kgsearch.sweep.storage import ExperimentStore
 
     for root in (str(tmp_path / "a"), f"file://{tmp_path}/b"):
         store = ExperimentStore(root, "exp")
@@ -99,7 +100,7 @@ def test_results_files(smoke):
     exp = smoke["exp"]
     rows = read_trials(exp)
     assert sorted(rows) == ["t001", "t002", "t003", "t004"]
-    searched = [p.name for p in smoke["spec"].space]
+    searched = list(smoke["spec"].space)
     assert set(searched) <= set(next(iter(rows.values())))  # one column per searched parameter
     for name in ("t001", "t003"):  # ASHA (grace 1) may stop one at epoch 1, depending on who reports first
         assert (rows[name]["status"], rows[name]["epochs"]) in {("completed", "2"), ("stopped_early", "1")}
@@ -128,8 +129,8 @@ def test_raising_trial_is_recorded_failed_with_its_error(smoke):
 
 
 def test_fail_fast_stops_the_sweep_at_the_first_error(ray_session, tmp_path, monkeypatch):
-    from kgsearch.sweep import run_sweep
-    from trainables.common import FAULT_ENV
+    from kgsearch.sweep.run import run_sweep
+    from kgsearch.sweep.faults import FAULT_ENV
 
     monkeypatch.setenv(FAULT_ENV, "1@1:raise")
     spec = load_spec("dans_umls", smoke=True, num_samples=3, max_concurrent_trials=1)
@@ -140,8 +141,8 @@ def test_fail_fast_stops_the_sweep_at_the_first_error(ray_session, tmp_path, mon
 
 
 def test_dataset_work_runs_once_per_sweep(smoke):
-    # The driver prepared once; trials get (dataset, prepared) from the object store and a trial that
-    # called prepare would fail (trainables.common._forbid_prepare) -- both trials completed.
+    # The driver prepared once; trials get (dataset, prepared) from the object store, and a recipe's
+    # constructor never calls prepare when given prepared data (tests/contract.py checks each recipe).
     assert smoke["prepare_calls"] == ["umls"]
     rows = read_trials(smoke["exp"])
     assert all(rows[t]["status"] != "failed" for t in ("t001", "t003"))
@@ -160,7 +161,7 @@ def test_tensorboard_has_every_trials_curves_and_hparams(smoke):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     rows = read_trials(smoke["exp"])
-    searched = [p.name for p in smoke["spec"].space]
+    searched = list(smoke["spec"].space)
     for name in ("t001", "t003"):
         (folder,) = smoke["exp"].glob(f"{name}_*")
         acc = EventAccumulator(str(folder))
@@ -182,13 +183,15 @@ def test_tensorboard_has_every_trials_curves_and_hparams(smoke):
 
 
 def test_best_config_replays_to_the_same_test_mrr(smoke):
-    from kgsearch.train import load_run_file, run_training
+    from kgsearch.run.runfile import RunFile
+    from kgsearch.train import run_training
 
     exp = smoke["exp"]
-    run = load_run_file(exp / "best" / "config.yaml")
-    assert set(run) == {"model", "dataset", "data_root", "params"}  # device-free run file
+    run = RunFile.load(exp / "best" / "config.yaml")
+    assert set(yaml.safe_load((exp / "best" / "config.yaml").read_text())) == {
+        "model", "dataset", "data_root", "metric", "params"}  # device-free run file
     metrics = json.loads((exp / "best" / "metrics.json").read_text())
-    assert run["params"]["epochs"] == metrics["epochs_run"]
+    assert run.params["epochs"] == metrics["epochs_run"] and run.metric == "val_mrr"
     result = run_training(run, str(exp / "best" / "config.yaml"), out=None)
     assert abs(result["test"]["test_mrr"] - metrics["test"]["test_mrr"]) < 0.01
 
@@ -208,7 +211,8 @@ def test_sharded_validation_sums_to_the_single_worker_metrics():
     """What N DDP workers all-reduce (RankAccumulator sums) equals one worker's evaluation exactly."""
     from kgsearch.dans.recipe import DansRecipe
     from kgsearch.data import load
-    from kgsearch.train import evaluate_split, seed_everything
+    from kgsearch.run.loop import seed_everything
+    from kgsearch.run.metrics import evaluate_split
 
     spec = load_spec("dans_umls", smoke=True)
     config = config_from_dict(DansRecipe.Config, spec.fixed)
@@ -221,8 +225,8 @@ def test_sharded_validation_sums_to_the_single_worker_metrics():
     for shard in shards:
         shard.load_state_dict(single.state_dict())
     other = shards[1].evaluate("valid")[""].to_tensor()
-    reduced = evaluate_split(shards[0], "valid", "val_", reduce=lambda t: t + other.reshape(t.shape))
-    alone = evaluate_split(single, "valid", "val_")
+    reduced = evaluate_split(shards[0], "valid", reduce=lambda t: t + other.reshape(t.shape))
+    alone = evaluate_split(single, "valid")
     assert reduced["val_count"] == alone["val_count"] == len(dataset.valid) * 2
     for key in ("val_mrr", "val_hits@1", "val_hits@10"):
         assert reduced[key] == pytest.approx(alone[key], abs=1e-12)
@@ -233,7 +237,7 @@ def test_a_trial_killed_for_memory_fails_alone():
     from ray.air.execution._internal.actor_manager import RayActorManager
     from ray.exceptions import OutOfMemoryError, RayActorError
 
-    from kgsearch.sweep import survive_killed_trials
+    from kgsearch.sweep.ray_env import survive_killed_trials
 
     survive_killed_trials()
     seen = []
@@ -256,3 +260,34 @@ def test_a_trial_killed_for_memory_fails_alone():
     assert [kind for kind, _ in seen] == ["actor", "task"]
     assert all(isinstance(exc, RayActorError) and "OutOfMemoryError: node low on memory" in str(exc)
                for _, exc in seen)
+
+
+METRIC_SWEEP = """\
+model: dans
+dataset: umls
+metric: val_hits@1
+num_samples: 1
+scheduler: {type: fifo, max_t: 3}
+fixed: {seed: 0, eval_every: 1, dans: false, dim: 8, negatives: 4, batch_size: 256, lr: 0.05}
+"""
+
+
+def test_a_sweep_ranks_checkpoints_and_exports_by_its_own_metric(ray_session, tmp_path):
+    """metric: val_hits@1 selects each trial's best checkpoint, ranks trials and names the exported test metric."""
+    from kgsearch.run.checkpoint import load_checkpoint
+    from kgsearch.sweep.run import run_sweep
+    from kgsearch.sweep.validate import parse_spec
+
+    spec = parse_spec(METRIC_SWEEP, source="metric.yaml", name="metric")
+    outcome = run_sweep(spec, storage=str(tmp_path), say=lambda _: None)
+    exp = outcome.experiment
+    row = read_trials(exp)["t001"]
+    (folder,) = exp.glob("t001_*")
+    epochs = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+    hits = [e["val_hits@1"] for e in epochs]
+    assert float(row["best_val_hits@1"]) == pytest.approx(max(hits), abs=1e-6)  # trials.csv rounds
+    best = load_checkpoint(exp / "best" / "checkpoint.pt")
+    assert best["state"]["fit"]["best_epoch"] == 1 + hits.index(max(hits))  # chosen by hits@1, not MRR
+    metrics = json.loads((exp / "best" / "metrics.json").read_text())
+    assert metrics["test_key"] == "test_hits@1" and metrics["val"]["val_hits@1"] == pytest.approx(max(hits))
+    assert yaml.safe_load((exp / "best" / "config.yaml").read_text())["metric"] == "val_hits@1"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kgsearch.sweep import main
+from kgsearch.sweep.cli import main
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -77,8 +77,8 @@ def test_flag_values_are_checked(capsys):
 def test_resources_adapt_to_a_cluster_without_gpus(monkeypatch):
     import ray
 
-    from kgsearch.spec import load_spec
-    from kgsearch.sweep import adapt_resources
+    from kgsearch.sweep.validate import load_spec
+    from kgsearch.sweep.ray_env import adapt_resources
 
     spec = load_spec("dans_fb15k237")  # 4 workers x (4 CPU + 1 GPU), 2 trials at a time
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "memory": 1e10})
@@ -102,8 +102,8 @@ def test_unfinished_trials_reads_tunes_saved_state(tmp_path):
     """After Ctrl-C, Tune's saved state (not its in-memory trials) says which trials --resume continues."""
     import json
 
-    from kgsearch.sweep_report import unfinished_trials
-    from kgsearch.sweep_storage import ExperimentStore
+    from kgsearch.sweep.results import unfinished_trials
+    from kgsearch.sweep.storage import ExperimentStore
 
     store = ExperimentStore(str(tmp_path), "exp")
     folder = tmp_path / "exp"
@@ -120,9 +120,20 @@ def test_unfinished_trials_reads_tunes_saved_state(tmp_path):
 
 def test_fault_hook_values_are_checked():
     from kgsearch.errors import KGSearchError
-    from trainables.common import parse_faults
+    from kgsearch.sweep.faults import parse_faults
 
     assert parse_faults("2@1,4@3:raise,5:crash") == {2: (1, "nan"), 4: (3, "raise"), 5: (1, "crash")}
     assert parse_faults(None) == {}
     with pytest.raises(KGSearchError, match="expected '<trial number>@<epoch>"):
         parse_faults("2@1:explode")
+
+
+def test_resuming_a_sweep_from_before_the_sweep_package_says_so(capsys, tmp_path):
+    exp = tmp_path / "dans_umls"
+    exp.mkdir()
+    (exp / "sweep.yaml").write_text("spec: {name: dans_umls}\n")  # no `format`: written by kgsearch 0.1
+    (exp / "tuner.pkl").write_bytes(b"")  # what Tune.can_restore looks for
+    before = snapshot(tmp_path)
+    code, err = run_cli(["dans_umls", "--resume", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "started by an older kgsearch" in err and "--name NEW" in err
+    assert snapshot(tmp_path) == before

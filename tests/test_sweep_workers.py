@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from kgsearch.spec import parse_spec
+from kgsearch.sweep.validate import parse_spec
 
 SWEEP = """\
 model: dans
@@ -37,12 +37,12 @@ def ray_session():
 
 @pytest.mark.slow
 def test_two_workers_report_the_single_process_metrics(ray_session, tmp_path):
-    from kgsearch.checkpoint import load_checkpoint
+    from kgsearch.run.checkpoint import load_checkpoint
     from kgsearch.config import config_from_dict
     from kgsearch.dans.recipe import DansRecipe
     from kgsearch.data import load
-    from kgsearch.sweep import run_sweep
-    from kgsearch.train import evaluate_split
+    from kgsearch.sweep.run import run_sweep
+    from kgsearch.run.metrics import evaluate_split
 
     spec = parse_spec(SWEEP, source="two_workers.yaml", name="two_workers")
     outcome = run_sweep(spec, storage=str(tmp_path), say=lambda *_: None)
@@ -60,7 +60,7 @@ def test_two_workers_report_the_single_process_metrics(ray_session, tmp_path):
     dataset = load("umls")
     recipe = DansRecipe(config, dataset, DansRecipe.prepare(config, dataset))
     recipe.load_state_dict(blob["state"]["recipe"])
-    alone = evaluate_split(recipe, "valid", "val_")
+    alone = evaluate_split(recipe, "valid")
     assert reports[-1]["val_count"] == alone["val_count"]
     for key in ("val_mrr", "val_hits@1", "val_hits@3", "val_hits@10"):
         assert reports[-1][key] == pytest.approx(alone[key], abs=1e-9), key
@@ -69,8 +69,8 @@ def test_two_workers_report_the_single_process_metrics(ray_session, tmp_path):
 def test_a_crashed_worker_group_restarts_from_its_last_checkpoint(ray_session, tmp_path, monkeypatch):
     """Both workers die at the start of epoch 2 (KGSEARCH_FAULT crash, once); Train's failure config
     (max_failures 1) restarts the group, which resumes from the epoch-1 checkpoint instead of epoch 0."""
-    from kgsearch.sweep import run_sweep
-    from trainables.common import FAULT_ENV
+    from kgsearch.sweep.run import run_sweep
+    from kgsearch.sweep.faults import FAULT_ENV
 
     monkeypatch.setenv(FAULT_ENV, "1@2:crash")
     sweep = SWEEP.replace("max_failures: 0", "max_failures: 1").replace("max_t: 2", "max_t: 3")

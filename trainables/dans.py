@@ -1,9 +1,9 @@
-"""Ray trial loop for DANS-KGC (static link prediction): binds DansRecipe to trainables.common."""
+"""Ray trial loop for DANS-KGC (static link prediction): binds DansRecipe to the trial engine (kgsearch.sweep.trial)."""
 
 from __future__ import annotations
 
 from kgsearch.dans.recipe import DansRecipe
-from trainables.common import TrialContext, drive_trial, worker_loop
+from kgsearch.sweep.trial import TrialContext, drive_trial, worker_loop
 
 
 def train_fn_per_worker(config: dict) -> None:

@@ -1,9 +1,9 @@
-"""Ray trial loop for DKGR-DR (temporal KG reasoning): binds DkgrRecipe to trainables.common."""
+"""Ray trial loop for DKGR-DR (temporal KG reasoning): binds DkgrRecipe to the trial engine (kgsearch.sweep.trial)."""
 
 from __future__ import annotations
 
 from kgsearch.dkgr.recipe import DkgrRecipe
-from trainables.common import TrialContext, drive_trial, worker_loop
+from kgsearch.sweep.trial import TrialContext, drive_trial, worker_loop
 
 
 def train_fn_per_worker(config: dict) -> None:

@@ -20,6 +20,7 @@ from kgsearch.dans.pretrain import PretrainSettings, dataset_fingerprint, load_p
 from kgsearch.evaluation import RankAccumulator, both_directions, evaluate_static, static_filter
 from kgsearch.models.kge import SCORERS
 from kgsearch.precision import use_bf16
+from kgsearch.sharding import epoch_shard
 
 
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -173,7 +174,15 @@ class DansRecipe:
 
     name: ClassVar[str] = "dans"
     Config: ClassVar[type] = DansConfig
+    data_kind: ClassVar[str] = "static"
     metric: ClassVar[str] = "mrr"
+    metric_groups: ClassVar[tuple[str, ...]] = ("",)  # filtered ranks, both directions
+    # What prepare() reads (pre-training, structure, DAM). num_clusters is not among them: K-means on
+    # the prepared embeddings is redone in __init__ when a trial searches K.
+    prepare_fields: ClassVar[frozenset[str]] = frozenset({
+        "dans", "seed", "difficulty_target", "dam_hidden", "dam_epochs", "dam_lr", "structure_samples",
+        "structure_exact_max_nodes", "pretrain_scorer", "pretrain_dim", "pretrain_gamma", "pretrain_lr",
+        "pretrain_epochs", "pretrain_batch_size", "pretrain_negatives", "pretrain_adversarial_temperature"})
 
     @classmethod
     def prepare(cls, config: DansConfig, dataset) -> dict:
@@ -228,16 +237,9 @@ class DansRecipe:
         self._filter = None
 
     # -- training --------------------------------------------------------------------------------
-    def _shard(self, epoch: int) -> torch.Tensor:
-        """This rank's strided shard of a per-epoch permutation seeded by (seed, epoch), equal on all ranks.
-
-        Every rank gets the same number of queries (the remainder is dropped, differently each epoch),
-        so all ranks run the same number of DDP steps.
-        """
-        order = torch.randperm(len(self.queries), generator=torch.Generator().manual_seed(
-            self.config.seed * 1_000_003 + epoch))
-        usable = len(order) - len(order) % self.world_size
-        return order[self.rank:usable:self.world_size].to(self.device)
+    def epoch_shard(self, epoch: int) -> torch.Tensor:
+        """Indices into the training queries (both directions of every train triple) this rank trains on."""
+        return epoch_shard(len(self.queries), self.config.seed, epoch, self.rank, self.world_size)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         c = self.config
@@ -247,7 +249,7 @@ class DansRecipe:
             group["lr"] = c.lr * lr_factor(c.lr_schedule, epoch, c.epochs)
         self.model.train()
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
-        shard = self._shard(epoch)
+        shard = self.epoch_shard(epoch).to(self.device)
         for idx in shard.split(c.batch_size):
             q = self.queries[idx]
             out = self.forward_model(q[:, 0], q[:, 1], q[:, 2], tau=tau, generator=self.noise)

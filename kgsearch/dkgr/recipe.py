@@ -13,6 +13,7 @@ all 2R relations give time-aware filtered ("rel") and raw ("rel_raw") ranks.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +27,7 @@ from kgsearch.errors import KGSearchError
 from kgsearch.evaluation import (RankAccumulator, both_directions, entity_query_keys, realistic_ranks,
                                  relation_query_keys, temporal_entity_filter, temporal_relation_filter)
 from kgsearch.precision import autocast, use_bf16
+from kgsearch.sharding import epoch_shard
 
 PREPARE_VERSION = 1  # bump when the prepared tables change shape/meaning (invalidates the cache)
 
@@ -98,7 +100,11 @@ class DkgrConfig:
 class DkgrRecipe:
     name: ClassVar[str] = "dkgr"
     Config: ClassVar[type] = DkgrConfig
-    metric: ClassVar[str] = "tf_mrr"     # what fit() / the sweep maximise: time-aware filtered MRR
+    data_kind: ClassVar[str] = "temporal"
+    metric: ClassVar[str] = "tf_mrr"     # what fit() / the sweep maximise by default: time-aware filtered MRR
+    # entity ranks raw and time-aware filtered, relation ranks filtered and raw
+    metric_groups: ClassVar[tuple[str, ...]] = ("raw", "tf", "rel", "rel_raw")
+    prepare_fields: ClassVar[frozenset[str]] = frozenset()  # prepare() reads no config field
 
     # ------------------------------------------------------------------ preparation
     @classmethod
@@ -112,10 +118,9 @@ class DkgrRecipe:
         history = cached("dkgr_history", {"v": PREPARE_VERSION, "facts": facts_digest(quads), **dims},
                          lambda: build_history(quads, dataset.num_entities, dataset.num_relations,
                                                dataset.num_times))
-        prepared = {"history": history}
-        if config.static:
-            prepared["static_graph"] = build_static_graph(dataset.entities)  # ~10 ms: not worth caching
-        return prepared
+        # The static graph is built whatever `static` says (~10 ms), so prepare() reads no config field
+        # and a sweep may search `static` (the -S ablation).
+        return {"history": history, "static_graph": build_static_graph(dataset.entities)}
 
     # ------------------------------------------------------------------ construction
     def __init__(self, config: DkgrConfig, dataset: Any, prepared: dict, device: Any = "cpu",
@@ -151,17 +156,16 @@ class DkgrRecipe:
         self._relation_filter = None
 
     # ------------------------------------------------------------------ training
+    def epoch_shard(self, epoch: int) -> torch.Tensor:
+        """Indices into `train_times` (timestamps with history) this rank trains on in `epoch`."""
+        return epoch_shard(len(self.train_times), self.config.seed, epoch, self.rank, self.world_size)
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config
         self.model.train()
-        # The timestamp order depends on (seed, epoch) only, so every rank agrees on it; the global RNG
-        # (dropout) is reseeded per epoch and rank, so a resumed run repeats the same epochs exactly.
-        order = torch.randperm(len(self.train_times),
-                               generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch))
+        # The global RNG (dropout) is reseeded per epoch and rank, so a resumed run repeats the same epochs.
         torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + self.rank)
-        # Every rank takes the same number of steps (DDP all-reduces per step): drop the remainder.
-        per_rank = len(order) // self.world_size
-        mine = order[self.rank * per_rank:(self.rank + 1) * per_rank].tolist()
+        mine = self.epoch_shard(epoch).tolist()
         sums, steps = torch.zeros(4), 0
         for i in range(0, len(mine), cfg.timestamps_per_step):
             batch = []
@@ -223,4 +227,5 @@ class DkgrRecipe:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         if "optimizer" in state:
-            self.optimizer.load_state_dict(state["optimizer"])
+            # Adam's load keeps same-device tensors by reference: copy so two recipes never share moments.
+            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))

@@ -1,6 +1,6 @@
-"""The per-trial loop shared by every model family: one Tune trial = one `kgsearch.train.fit()` run.
+"""The trial engine shared by every model family: one Tune trial = one `fit()` run of a recipe.
 
-Two ways to run a trial, picked by the sweep's resources (RAY_NOTES "Train V2 + Tune"):
+`trainables/<model>.py` binds a recipe to it. Two ways to run a trial, picked by the sweep's resources:
 
 * one worker  -> `drive_trial` trains right here, inside the Tune function trial, and reports with
   `ray.tune.report` (a Ray Train worker group costs 9-22 s of start-up per trial, and Train's
@@ -9,17 +9,16 @@ Two ways to run a trial, picked by the sweep's resources (RAY_NOTES "Train V2 + 
   (DDP: gloo on CPU, NCCL on GPU); `TuneReportCallback` forwards rank 0's reports to Tune, and the
   Train run is named after the trial id so a retried or restored trial finds its last checkpoint.
 
-Either way the epoch loop is `kgsearch.train.fit()`; its `on_epoch` hook reports once per epoch
-(loss, validation metrics, epoch time, `epochs_done`) with a checkpoint in kgsearch's format that
-holds the `FitState` (so resume continues where it stopped) and the best-validation weights.
-Per-dataset work (loading, filters, `Recipe.prepare`) was done once by the sweep driver; trials
-fetch `(dataset, prepared)` from the object store and never call `prepare` (`_forbid_prepare`).
+Either way the epoch loop is `kgsearch.run.loop.fit()`, selecting checkpoints by the sweep's metric;
+its hooks report once per epoch (loss, validation metrics, epoch time, `epochs_done`) with a "last"
+checkpoint (kgsearch.run.checkpoint) that resumes the trial and holds its best-validation weights.
+Per-dataset work (loading, filters, `Recipe.prepare`) was done once by the sweep driver; trials fetch
+`(dataset, prepared)` from the object store, and `build_recipe` checks that the trial's config
+agrees with the values it was prepared with (the recipe's `prepare_fields`).
 """
 
 from __future__ import annotations
 
-import math
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,17 +27,16 @@ from typing import Any, Callable
 
 import torch
 
-from kgsearch.checkpoint import load_checkpoint
 from kgsearch.config import config_from_dict, config_to_dict
 from kgsearch.errors import KGSearchError
-from kgsearch.spec import ResourcesSpec
-from kgsearch.train import FitState, TrainingDiverged, _restore, _save, fit, seed_everything
+from kgsearch.recipe import prepared_values
+from kgsearch.run.checkpoint import load_checkpoint, restore_run, save_run
+from kgsearch.run.loop import FitHooks, FitState, TrainingDiverged, fit, seed_everything
+from kgsearch.run.runfile import RunFile
+from kgsearch.sweep.faults import fault_hooks
+from kgsearch.sweep.spec import ResourcesSpec
 
 CHECKPOINT_FILE = "checkpoint.pt"
-# Test hook: "<trial number>@<epoch>[:nan|raise|crash]", comma-separated for several trials. In that epoch
-# the trial's loss turns NaN (default), its training raises, or the process dies (once per trial).
-FAULT_ENV = "KGSEARCH_FAULT"
-FAULT_KINDS = ("nan", "raise", "crash")
 
 
 @dataclass(frozen=True)
@@ -48,39 +46,20 @@ class TrialContext:
     model: str  # recipe name
     dataset: str  # dataset name or path, as in the sweep file (for the run file in checkpoints)
     data_root: str | None
-    metric: str  # the Tune metric, e.g. val_mrr
+    metric: str  # the Tune metric, e.g. val_mrr: it also selects each trial's best checkpoint
     resources: ResourcesSpec
     train_storage: str  # absolute folder where worker-group trials' Train runs keep their checkpoints
     shared: Any  # ObjectRef of (dataset, prepared), put once by the driver
-    fault: str | None = None  # FAULT_ENV of the driver, if set
+    prepared_for: dict  # the prepare_fields values `prepared` was computed with
+    fault: str | None = None  # $KGSEARCH_FAULT of the driver, if set (kgsearch.sweep.faults)
     worker_env: dict | None = None  # env vars for Train workers (the glibc malloc settings)
 
 
-def run_file(ctx: TrialContext, config: Any) -> dict:
-    """The `python -m kgsearch.train` run-file dict of a trial (stored in its checkpoints)."""
-    return {"model": ctx.model, "dataset": ctx.dataset, "data_root": ctx.data_root,
-            "params": config_to_dict(config)}
-
-
-def trial_number(trial_name: str) -> int | None:
-    """`t007_ab12cd34` -> 7 (the sweep names trials t<counter>_<id>)."""
-    head = trial_name.split("_", 1)[0]
-    return int(head[1:]) if head.startswith("t") and head[1:].isdigit() else None
-
-
-# ------------------------------------------------------------------------------------------------
-# Building a recipe inside a trial
-
-
-def _forbid_prepare(recipe_cls: type) -> None:
-    """Per-dataset preparation belongs to the sweep driver; a trial recomputing it would silently
-    multiply the sweep's cost by the number of trials, so make it loud instead."""
-
-    def refuse(*_args, **_kwargs):
-        raise RuntimeError(f"{recipe_cls.__name__}.prepare was called inside a trial; per-dataset work "
-                           "must come from the sweep driver (TrialContext.shared)")
-
-    recipe_cls.prepare = classmethod(lambda cls, *a, **k: refuse())
+def run_file(ctx: TrialContext, params: dict) -> dict:
+    """The run file of a trial (in its checkpoints; replayable with `python -m kgsearch.train`); `params`
+    holds every config field, defaults included, so the file replays the same run under later defaults."""
+    return RunFile(model=ctx.model, dataset=ctx.dataset, data_root=ctx.data_root, metric=ctx.metric,
+                   params=params).to_dict()
 
 
 def build_recipe(recipe_cls: type, params: dict, ctx: TrialContext, device: torch.device,
@@ -88,9 +67,15 @@ def build_recipe(recipe_cls: type, params: dict, ctx: TrialContext, device: torc
     import ray
 
     config = config_from_dict(recipe_cls.Config, params, source=f"trial config ({ctx.model})")
+    mine = prepared_values(recipe_cls, config)
+    if mine != ctx.prepared_for:
+        # The sweep validator refuses searching these fields; reaching here means a new code path let
+        # one through, and the trial would silently train on data prepared for other values.
+        diff = {k: (v, ctx.prepared_for.get(k)) for k, v in mine.items() if ctx.prepared_for.get(k) != v}
+        raise KGSearchError(f"trial config differs from what {recipe_cls.__name__}.prepare() ran with "
+                            f"(trial, prepared): {diff}")
     dataset, prepared = ray.get(ctx.shared)
-    _forbid_prepare(recipe_cls)
-    seed_everything(config.seed)  # the same initial weights as `python -m kgsearch.train` (build())
+    seed_everything(config.seed)  # the same initial weights as `python -m kgsearch.train`
     recipe = recipe_cls(config, dataset, prepared, device=device, rank=rank, world_size=world_size)
     return config, recipe
 
@@ -99,51 +84,12 @@ def _set_threads(resources: ResourcesSpec) -> None:
     torch.set_num_threads(max(1, int(resources.cpus_per_worker)))
 
 
-def parse_faults(value: str | None) -> dict[int, tuple[int, str]]:
-    """FAULT_ENV -> {trial number: (epoch, kind)}; KGSearchError on a malformed value."""
-    faults = {}
-    for item in filter(None, (value or "").split(",")):
-        spec, _, kind = item.partition(":")
-        number, _, epoch = spec.partition("@")
-        kind = kind or "nan"
-        if not (number.isdigit() and (epoch or "1").isdigit() and kind in FAULT_KINDS):
-            raise KGSearchError(f"${FAULT_ENV}={value!r}: expected '<trial number>@<epoch>[:nan|raise|crash]', "
-                                "e.g. '2@1' or '2@1:nan,3@2:raise'")
-        faults[int(number)] = (int(epoch or 1), kind)
-    return faults
-
-
-def _inject_fault(recipe, ctx: TrialContext, trial_name: str) -> None:
-    """Test hook (FAULT_ENV): a NaN loss goes through fit()'s real divergence path, `raise` through
-    Tune's trial-error path, `crash` kills the process (a worker: Train restarts the group from its
-    last checkpoint); the crash happens once per trial, marked by a file under the Train storage."""
-    fault = parse_faults(ctx.fault).get(trial_number(trial_name))
-    if fault is None:
-        return
-    epoch, kind = fault
-    inner = recipe.train_epoch
-
-    def train_epoch(e: int) -> dict:
-        if e == epoch and kind == "raise":
-            raise RuntimeError(f"injected fault in epoch {e}")
-        if e == epoch and kind == "crash":
-            marker = Path(ctx.train_storage) / f"crashed-{trial_name}-rank{getattr(recipe, 'rank', 0)}"
-            if not marker.exists():
-                marker.parent.mkdir(parents=True, exist_ok=True)
-                marker.touch()
-                os._exit(17)
-        record = inner(e)
-        return {**record, "loss": math.nan} if e == epoch and kind == "nan" else record
-
-    recipe.train_epoch = train_epoch
-
-
 # ------------------------------------------------------------------------------------------------
-# Reports and checkpoints
+# fit() hooks
 
 
-class EpochReporter:
-    """fit()'s on_epoch hook: turn an epoch record into one Tune/Train report with a checkpoint."""
+class EpochReporter(FitHooks):
+    """Turn each epoch record into one Tune/Train report, with a checkpoint when `write_checkpoint`."""
 
     def __init__(self, run: dict, recipe, send: Callable[[dict, str | None], None], write_checkpoint: bool,
                  workers: int = 1, started_at: float | None = None):
@@ -153,7 +99,7 @@ class EpochReporter:
         self.setup_s: float | None = None
         self.last_val: dict[str, float] = {}
 
-    def __call__(self, record: dict, state: FitState, improved: bool) -> None:
+    def after_epoch(self, record: dict, state: FitState, improved: bool) -> None:
         metrics = {k: float(v) for k, v in record.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
         val = {k: v for k, v in metrics.items() if k.startswith("val_")}
@@ -175,18 +121,30 @@ class EpochReporter:
             self.send(metrics, None)
             return
         with tempfile.TemporaryDirectory(prefix="kgsearch-ckpt-") as tmp:
-            _save(Path(tmp) / CHECKPOINT_FILE, self.run, self.recipe, state, "last")
+            save_run(Path(tmp) / CHECKPOINT_FILE, self.run, self.recipe, state, "last")
             self.send(metrics, tmp)
 
 
+class RankMean(FitHooks):
+    """Average each epoch's loss parts over DDP ranks, so every rank sees the same loss: fit()'s NaN
+    check then raises on all ranks together (no rank left waiting in a collective)."""
+
+    def __init__(self, all_reduce_sum: Callable[[torch.Tensor], torch.Tensor], world: int):
+        self.all_reduce_sum, self.world = all_reduce_sum, world
+
+    def after_train(self, epoch: int, record: dict) -> dict:
+        keys = sorted(k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+        summed = self.all_reduce_sum(torch.tensor([float(record[k]) for k in keys], dtype=torch.float64))
+        return {**record, **{k: float(summed[i]) / self.world for i, k in enumerate(keys)}}
+
+
 def restore_from(checkpoint, recipe, model: str) -> FitState | None:
-    """Load a Ray checkpoint written by EpochReporter into `recipe`; return where the run stood."""
+    """Load a Ray checkpoint written by EpochReporter into `recipe`; return where the trial stood."""
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as folder:
         blob = load_checkpoint(Path(folder) / CHECKPOINT_FILE, model=model)
-    recipe.load_state_dict(blob["state"]["recipe"])
-    return _restore(blob)
+    return restore_run(blob, recipe)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -209,14 +167,16 @@ def _train_here(recipe_cls: type, params: dict, ctx: TrialContext, started: floa
     use_gpu = ctx.resources.gpus_per_worker > 0 and torch.cuda.is_available()
     device = torch.device("cuda" if use_gpu else "cpu")
     config, recipe = build_recipe(recipe_cls, params, ctx, device)
-    _inject_fault(recipe, ctx, tune.get_context().get_trial_name())
     state = restore_from(tune.get_checkpoint(), recipe, ctx.model)
 
     def send(metrics: dict, folder: str | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
 
-    reporter = EpochReporter(run_file(ctx, config), recipe, send, write_checkpoint=True, started_at=started)
-    fit(recipe, epochs=config.epochs, eval_every=config.eval_every, state=state, on_epoch=reporter, log=None)
+    hooks = [*fault_hooks(ctx.fault, tune.get_context().get_trial_name(), ctx.train_storage),
+             EpochReporter(run_file(ctx, config_to_dict(config)), recipe, send, write_checkpoint=True,
+                           started_at=started)]
+    fit(recipe, epochs=config.epochs, eval_every=config.eval_every, metric=ctx.metric, state=state,
+        hooks=hooks, log=None)
 
 
 def _train_with_workers(worker_fn: Callable[[dict], None], params: dict, ctx: TrialContext, started: float) -> None:
@@ -241,7 +201,7 @@ def _train_with_workers(worker_fn: Callable[[dict], None], params: dict, ctx: Tr
             storage_path=ctx.train_storage,
             failure_config=ray.train.FailureConfig(
                 max_failures=res.max_failures,
-                # a worker group that cannot be placed would otherwise be retried forever (RAY_NOTES)
+                # a worker group that cannot be placed would otherwise be retried forever (docs/ray.md)
                 controller_failure_limit=max(1, res.max_failures)),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),  # it holds the best weights too
             callbacks=[TuneReportCallback()],
@@ -284,7 +244,6 @@ def worker_loop(recipe_cls: type, loop_config: dict) -> None:
     rank, world = train_ctx.get_world_rank(), train_ctx.get_world_size()
     device = ray.train.torch.get_device() if ctx.resources.gpus_per_worker > 0 else torch.device("cpu")
     config, recipe = build_recipe(recipe_cls, loop_config["params"], ctx, device, rank, world)
-    _inject_fault(recipe, ctx, loop_config["trial_name"])
     state = restore_from(ray.train.get_checkpoint(), recipe, ctx.model)  # every rank loads the same state
     # find_unused_parameters: ablation switches (w/o CCD, -GRU, -S, ...) leave parts of a model out of
     # the loss; for these model sizes the extra graph walk per step is negligible.
@@ -296,36 +255,15 @@ def worker_loop(recipe_cls: type, loop_config: dict) -> None:
         dist.all_reduce(x)
         return x.cpu()
 
-    _mean_train_records(recipe, all_reduce_sum, world)
-
     def send(metrics: dict, folder: str | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(folder) if folder else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
-    reporter = EpochReporter(run_file(ctx, config), recipe, send, write_checkpoint=rank == 0, workers=world,
-                             started_at=loop_config.get("started_at"))
+    hooks = [*fault_hooks(ctx.fault, loop_config["trial_name"], ctx.train_storage, rank),
+             RankMean(all_reduce_sum, world),
+             EpochReporter(run_file(ctx, config_to_dict(config)), recipe, send, write_checkpoint=rank == 0,
+                           workers=world, started_at=loop_config.get("started_at"))]
     # Validation ranks are all-reduced (sums of reciprocal ranks and hits), so 1 and N workers report
     # exactly the same metrics for the same weights.
-    fit(recipe, epochs=config.epochs, eval_every=config.eval_every, state=state, on_epoch=reporter,
-        reduce=all_reduce_sum, log=None)
-
-
-def _mean_train_records(recipe, all_reduce_sum: Callable[[torch.Tensor], torch.Tensor], world: int) -> None:
-    """Average each epoch's loss parts over ranks, so every rank sees the same loss: fit()'s NaN check
-    then raises on all ranks together (no rank left waiting in a collective) and reports the global mean."""
-    inner = recipe.train_epoch
-
-    def train_epoch(epoch: int) -> dict:
-        record = inner(epoch)
-        keys = sorted(k for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        summed = all_reduce_sum(torch.tensor([float(record[k]) for k in keys], dtype=torch.float64))
-        return {**record, **{k: float(summed[i]) / world for i, k in enumerate(keys)}}
-
-    recipe.train_epoch = train_epoch
-
-
-def env_fault() -> str | None:
-    """The driver reads the fault hook once (checked) and passes it to trials in the TrialContext."""
-    value = os.environ.get(FAULT_ENV) or None
-    parse_faults(value)
-    return value
+    fit(recipe, epochs=config.epochs, eval_every=config.eval_every, metric=ctx.metric, state=state,
+        hooks=hooks, reduce=all_reduce_sum, log=None)

@@ -2,11 +2,12 @@
 
 Tune and Train write their own files through the same pyarrow filesystem; the sweep's own files
 (sweep.yaml, trials.csv, best/, ...) go through `ExperimentStore` so that a multi-node cluster can keep
-everything in one bucket (RAY_NOTES "Jobs and clusters": multi-node needs shared storage).
+everything in one bucket: on a multi-node cluster every node must reach the same storage.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -29,7 +30,7 @@ class ExperimentStore:
             self.root = root.rstrip("/")  # what Tune and Train are given (they resolve it themselves)
             self.base = base.rstrip("/")
         else:
-            # Absolute: a `ray job submit` working directory is a temporary copy (RAY_NOTES "Jobs").
+            # Absolute: a `ray job submit` working directory is a temporary copy, deleted after the job.
             self.fs = pyarrow.fs.LocalFileSystem()
             self.root = self.base = str(Path(root).expanduser().resolve())
         self.path = f"{self.base}/{name}"  # the experiment folder on `fs`
@@ -65,6 +66,9 @@ class ExperimentStore:
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
         with self.fs.open_output_stream(target) as f:
             f.write(data)
+
+    def write_json(self, rel: str, data: dict) -> None:
+        self.write_text(rel, json.dumps(data, indent=2, default=float) + "\n")
 
     def write_file(self, rel: str, write) -> None:
         """`write(local_path)` produces a file (e.g. torch.save); it is then stored at `rel`."""

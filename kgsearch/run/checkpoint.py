@@ -1,0 +1,73 @@
+"""Checkpoints: the file format, and the one way a checkpoint becomes recipe weights + loop state.
+
+A checkpoint is a tagged dict loaded with weights_only=True (anything else is refused):
+``{format, model, config: run-file dict, state: {fit, recipe, best_state?}, epoch, metrics}``.
+A "last" checkpoint holds the latest weights and the best-validation ones (`best_state`), so one
+file resumes a run *and* exports its best; a "best" checkpoint holds only the best weights.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from kgsearch.errors import KGSearchError
+from kgsearch.run.loop import FitState
+
+MAGIC = "kgsearch-checkpoint-v1"
+
+
+def save_checkpoint(path: str | Path, *, model: str, config: dict, state: dict, epoch: int,
+                    metrics: dict | None = None) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save({"format": MAGIC, "model": model, "config": config, "state": state,
+                "epoch": int(epoch), "metrics": dict(metrics or {})}, tmp)
+    os.replace(tmp, path)  # atomic: a crash mid-write never leaves a truncated checkpoint
+
+
+def load_checkpoint(path: str | Path, model: str | None = None) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():  # foreign pickles make torch warn before refusing them
+            warnings.simplefilter("ignore")
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise KGSearchError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # pickle errors, truncated zip, foreign objects refused by weights_only
+        raise KGSearchError(f"{path}: not a kgsearch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != MAGIC:
+        raise KGSearchError(f"{path}: not a kgsearch checkpoint (missing format tag {MAGIC!r})")
+    if model is not None and blob.get("model") != model:
+        raise KGSearchError(f"{path}: checkpoint is for model {blob.get('model')!r}, not {model!r}")
+    return blob
+
+
+def save_run(path: str | Path, run: dict, recipe, state: FitState, which: Literal["last", "best"]) -> None:
+    """Write the run's "last" checkpoint (resumable) or its "best" one (best-validation weights only)."""
+    body = {"fit": {"epoch": state.epoch, "best_metric": state.best_metric, "best_epoch": state.best_epoch,
+                    "best_metrics": state.best_metrics}}
+    body["recipe"] = recipe.state_dict() if which == "last" else state.best_state
+    if which == "last":
+        body["best_state"] = state.best_state
+    save_checkpoint(path, model=run["model"], config=run, state=body, epoch=state.epoch,
+                    metrics=state.best_metrics)
+
+
+def restore_run(blob: dict, recipe, weights: Literal["saved", "best"] = "saved") -> FitState:
+    """Load a checkpoint into `recipe` and return where its run stood.
+
+    weights="saved": the weights the file was written with (resume, --eval); "best": its
+    best-validation weights (a "last" checkpoint's `best_state`, else the saved ones).
+    """
+    state = blob["state"]
+    best = state.get("best_state")
+    recipe.load_state_dict(best if weights == "best" and best is not None else state["recipe"])
+    fit = state["fit"]
+    return FitState(epoch=fit["epoch"], best_metric=fit["best_metric"], best_epoch=fit["best_epoch"],
+                    best_metrics=fit["best_metrics"], best_state=best)

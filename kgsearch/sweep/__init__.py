@@ -1,0 +1,21 @@
+"""The sweep: Ray Tune + Optuna over one search-space file (`python -m kgsearch.sweep NAME`).
+
+Modules, each one job, in the order data flows through them:
+
+    spec        the sweep-file types (pydantic): what a file says, what a sweep runs with
+    validate    file -> validated SweepSpec, checked against the facts the recipe declares
+    space       the search space for Optuna, and the check that it yields only valid configs
+    ray_env     join a cluster or start a local Ray, size trials to it
+    tuner       searcher, scheduler, trainable and run settings -> a Tuner
+    trial       the trial engine every trainables/<model>.py binds its recipe to
+    faults      fault injection (a fit() hook) for the failure-handling tests
+    progress    what a running sweep prints (Tune callbacks)
+    results     Tune's results -> one row per trial, the best one, trials.csv
+    export      the best trial tested and written to best/
+    report      the summary table, and where a finished sweep's time went
+    storage     the experiment folder (local, shared or a bucket)
+    run         one sweep end to end
+    cli         the command line
+
+Importing this package imports none of them (nor Ray): `kgsearch.sweep.validate` stays light.
+"""

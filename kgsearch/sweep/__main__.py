@@ -1,0 +1,5 @@
+import sys
+
+from kgsearch.sweep.cli import main
+
+sys.exit(main())

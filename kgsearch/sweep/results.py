@@ -1,0 +1,133 @@
+"""A sweep's results: one `TrialRow` per trial from Tune's ResultGrid, the best one, and trials.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.fs
+
+STATUS_DONE, STATUS_STOPPED, STATUS_FAILED, STATUS_UNFINISHED = "completed", "stopped_early", "failed", "unfinished"
+
+
+def short_error(text: str | None) -> str:
+    """The one line of a (remote) traceback that says what went wrong, e.g. 'TrainingDiverged: loss ...'."""
+    if not text:
+        return ""
+    pattern = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Diverged|Interrupt|Failure)\w*)(?::\s*(.*))?$")
+    found = ""
+    for line in str(text).splitlines():
+        m = pattern.match(line.strip())
+        if m and not m.group(1).startswith(("RayTaskError", "TuneError")):
+            found = f"{m.group(1)}: {m.group(2)}" if m.group(2) else m.group(1)
+    if not found:
+        lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+        found = lines[-1] if lines else ""
+    return found[:300]
+
+
+@dataclass
+class TrialRow:
+    trial: str
+    trial_id: str
+    status: str
+    epochs: int
+    best: float
+    best_epoch: int
+    params: dict
+    config: dict
+    path: str
+    checkpoint: Any  # ray.tune.Checkpoint (a folder holding checkpoint.pt) or None
+    time_s: float
+    error: str = ""
+    last: dict = field(default_factory=dict)
+
+
+def unfinished_trials(store) -> set[str]:
+    """Ids of trials that `--resume` would continue: RUNNING/PENDING/PAUSED in Tune's saved experiment
+    state (after Ctrl-C, Tune's in-memory trials read TERMINATED but the saved state says RUNNING)."""
+    try:
+        listing = store.fs.get_file_info(pyarrow.fs.FileSelector(store.path))
+        states = sorted(i.path for i in listing if i.base_name.startswith("experiment_state-"))
+        if not states:
+            return set()
+        with store.fs.open_input_stream(states[-1]) as f:
+            data = json.loads(f.readall())
+        trials = [json.loads(entry[0]) for entry in data.get("trial_data", [])]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return set()  # an unknown state format: report every trial as Tune's results say
+    return {t["trial_id"] for t in trials if t.get("status") not in ("TERMINATED", "ERROR")}
+
+
+def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
+                   unfinished: set[str] = frozenset()) -> list[TrialRow]:
+    """ResultGrid -> one TrialRow per trial, in creation order (`unfinished`: ids left to --resume)."""
+    rows = []
+    for result in results:
+        metrics = dict(result.metrics or {})
+        path = str(result.path)
+        name = Path(path).name.split("_")[0]
+        trial_id = metrics.get("trial_id") or Path(path).name.partition("_")[2]
+        epochs = int(metrics.get("epochs_done", 0) or 0)
+        if result.error is not None:
+            status, error = STATUS_FAILED, short_error(_error_text(result))
+        elif str(trial_id) in unfinished:
+            status, error = STATUS_UNFINISHED, ""
+        elif epochs >= max_t:
+            status, error = STATUS_DONE, ""
+        elif epochs > 0:
+            status, error = STATUS_STOPPED, ""
+        else:
+            status, error = STATUS_UNFINISHED, ""
+        checkpoint = result.checkpoint
+        if checkpoint is None and metrics.get("checkpoint_path"):
+            # worker-group trials: Train's checkpoint, reported by TuneReportCallback
+            from ray.tune import Checkpoint
+
+            checkpoint = Checkpoint(metrics["checkpoint_path"], filesystem=result.filesystem)
+        config = dict(result.config or {})
+        rows.append(TrialRow(
+            trial=name, trial_id=str(trial_id), status=status, epochs=epochs,
+            best=float(metrics.get("best_" + metric, math.nan)), best_epoch=int(metrics.get("best_epoch", 0) or 0),
+            params={k: config[k] for k in searched if k in config}, config=config, path=path,
+            checkpoint=checkpoint, time_s=float(metrics.get("time_total_s", 0.0) or 0.0), error=error,
+            last=metrics))
+    rows.sort(key=lambda r: r.trial)
+    return rows
+
+
+def _error_text(result) -> str:
+    try:
+        with result.filesystem.open_input_stream(f"{result.path}/error.txt") as f:
+            return f.readall().decode("utf-8", errors="replace")
+    except (OSError, FileNotFoundError):
+        return str(result.error)
+
+
+def best_row(rows: list[TrialRow], mode: str = "max") -> TrialRow | None:
+    usable = [r for r in rows if math.isfinite(r.best) and r.checkpoint is not None]
+    if not usable:
+        return None
+    return (max if mode == "max" else min)(usable, key=lambda r: r.best)
+
+
+def trials_csv(rows: list[TrialRow], metric: str, searched: tuple[str, ...]) -> str:
+    """trials.csv: one row per trial (searched values, best validation metric, epochs, status, error)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["trial", "trial_id", "status", "epochs", f"best_{metric}", "best_epoch", "time_s",
+                     *searched, "error"])
+    for r in rows:
+        writer.writerow([r.trial, r.trial_id, r.status, r.epochs, _csv_num(r.best), r.best_epoch,
+                         f"{r.time_s:.1f}", *[r.params.get(k, "") for k in searched], r.error])
+    return out.getvalue()
+
+
+def _csv_num(value: float) -> str:
+    return "" if not math.isfinite(value) else f"{value:.6f}"

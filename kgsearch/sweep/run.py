@@ -1,0 +1,198 @@
+"""Running one sweep end to end: validate input, prepare the data once, start Ray, run the Tuner, and
+finish with trials.csv, the best trial exported and tested, and a summary.
+
+Layout of an experiment folder (`<storage>/<name>/`, a local/shared path or a bucket URI):
+
+    sweep.yaml              the resolved spec the sweep ran with (what --resume reads)
+    t001_<id>/ ...          one Tune trial folder each: result.json, progress.csv, TensorBoard events,
+                            provenance.json (seed, versions, git commit), checkpoint_*/ (direct trials)
+    _train/<id>/            worker-group trials' Ray Train runs (their checkpoints)
+    trials.csv              one row per trial: searched values, best validation metric, epochs, status
+    best/config.yaml        run file of the best trial (`python -m kgsearch.train best/config.yaml`)
+    best/checkpoint.pt      its best-validation weights (`python -m kgsearch.train --eval ...`)
+    best/metrics.json       its validation and test metrics
+    summary.txt             the table printed at the end
+    timing.json             where the wall time went (`python -m kgsearch.sweep.report <folder>`)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import warnings
+from pathlib import Path
+
+from kgsearch.errors import KGSearchError
+from kgsearch.sweep.export import export_best
+from kgsearch.sweep.progress import echo
+from kgsearch.sweep.ray_env import (adapt_resources, allocator_env, in_ray_job, quiet_tune_logs, start_ray,
+                                    survive_killed_trials)
+from kgsearch.sweep.report import summary_table
+from kgsearch.sweep.results import STATUS_UNFINISHED, best_row, collect_trials, trials_csv, unfinished_trials
+from kgsearch.sweep.spec import SweepSpec
+from kgsearch.sweep.storage import ExperimentStore
+from kgsearch.sweep.tuner import build_tuner, make_trainable
+from kgsearch.yamlio import yaml_text
+
+SPEC_FILE = "sweep.yaml"
+# Written into sweep.yaml; sweeps started before the sweep package (no `format`) cannot be resumed.
+SPEC_FORMAT = 2
+TRAIN_RUNS = "_train"
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    experiment: Path | str  # a local Path, or the bucket URI
+    rows: list
+    best: dict | None
+    wall_s: float
+    interrupted: bool = False
+
+
+def prepare_data(spec: SweepSpec, data_root: str | None, say):
+    """Load the dataset and run Recipe.prepare once, in the driver (trials fetch it from the object store)."""
+    from kgsearch.config import config_from_dict
+    from kgsearch.data import load
+    from kgsearch.recipe import get_recipe
+    from kgsearch.run.loop import seed_everything
+
+    recipe_cls = get_recipe(spec.model)
+    config = config_from_dict(recipe_cls.Config, spec.fixed, source=f"{spec.source}: fixed")
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = load(spec.dataset, data_root=data_root)
+    for w in caught:
+        say(f"note: {w.message}")
+    say(f"dataset {dataset.name}: {len(dataset.train)} train / {len(dataset.valid)} valid / "
+        f"{len(dataset.test)} test ({time.perf_counter() - start:.1f}s)")
+    start = time.perf_counter()
+    seed_everything(config.seed)
+    prepared = recipe_cls.prepare(config, dataset)
+    say(f"prepared {spec.model} once for all trials ({time.perf_counter() - start:.1f}s)")
+    return recipe_cls, config, dataset, prepared
+
+
+def experiment_store(spec: SweepSpec, storage: str | None, name: str | None) -> ExperimentStore:
+    # Inside a job the working directory is a temporary copy that is deleted afterwards, so ./runs
+    # would vanish with it: default to the home folder of the head node there.
+    root = storage or spec.storage or (str(Path.home() / "kgsearch-runs") if in_ray_job() else "runs")
+    return ExperimentStore(root, name or spec.name)
+
+
+def check_data_root(data_root: str | None) -> None:
+    if data_root is None:
+        return
+    path = Path(data_root).expanduser()
+    if not path.is_dir():
+        raise KGSearchError(f"--data-root {data_root}: no such folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise KGSearchError(f"--data-root {data_root}: folder is not readable")
+
+
+def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None = None,
+              data_root: str | None = None, resume: bool = False, fail_fast: bool = False,
+              time_budget_s: float | None = None, cpu_only: bool = False, say=echo) -> SweepOutcome:
+    """Run (or resume) one sweep end to end; see the module docstring for what it writes."""
+    import yaml
+    from ray import tune
+
+    from kgsearch.provenance import provenance
+    from kgsearch.recipe import prepared_values
+    from kgsearch.sweep.faults import env_fault
+    from kgsearch.sweep.trial import TrialContext
+
+    started = time.time()
+    store = experiment_store(spec, storage, name)
+    exp = store.uri
+    if resume:
+        if not store.is_file(SPEC_FILE) or not tune.Tuner.can_restore(exp):
+            raise KGSearchError(f"--resume: {exp} holds no sweep to resume (no {SPEC_FILE} / Tune state)")
+        stored = yaml.safe_load(store.read_text(SPEC_FILE))
+        if stored.get("format") != SPEC_FORMAT:
+            raise KGSearchError(f"--resume: {exp} was started by an older kgsearch (before the kgsearch.sweep "
+                                "package) and cannot be resumed by this one; start it again with --name NEW")
+        spec = SweepSpec.model_validate(stored["spec"])
+        data_root = data_root or stored.get("data_root")
+        say(f"resuming sweep {spec.name} in {exp} (settings from its {SPEC_FILE})")
+    elif store.exists(SPEC_FILE) or tune.Tuner.can_restore(exp):
+        raise KGSearchError(f"{exp} already holds a sweep; pass --resume to continue it, or --name NEW "
+                            "for a new experiment")
+    data_root = data_root or spec.data_root
+    check_data_root(data_root)
+    fault = env_fault()
+    if data_root is not None:
+        data_root = str(Path(data_root).expanduser().resolve())
+
+    # Everything that can fail on bad input happens before Ray starts and before `exp` is touched.
+    recipe_cls, config, dataset, prepared = prepare_data(spec, data_root, say)
+    prepared_at = time.time()
+    env = allocator_env()
+    mode = start_ray(env)
+    ray_ready_at = time.time()
+    import ray
+
+    quiet_tune_logs()
+    survive_killed_trials()
+    spec = adapt_resources(spec, mode, say, cpu_only)
+    shared = ray.put((dataset, prepared))  # once per sweep; every trial reads it from the object store
+    ctx = TrialContext(model=spec.model, dataset=spec.dataset, data_root=data_root, metric=spec.metric,
+                       resources=spec.resources, train_storage=store.join(TRAIN_RUNS), shared=shared,
+                       prepared_for=prepared_values(recipe_cls, config), fault=fault, worker_env=env)
+    trainable = make_trainable(spec, ctx)
+    prov = provenance(spec.fixed.get("seed"))
+    if resume:
+        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_errored=True)
+    else:
+        record = {"format": SPEC_FORMAT, "spec": spec.model_dump(), "data_root": data_root, "ray": mode, **prov}
+        store.write_text(SPEC_FILE, yaml_text(record, header=f"# resolved sweep settings ({spec.source}); read by --resume"))
+        tuner = build_tuner(spec, trainable, store, fail_fast, prov, time_budget_s)
+    say(f"sweep {spec.name}: {spec.num_samples} trials x <= {spec.scheduler.max_t} epochs, "
+        f"{spec.searcher.type} + {spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
+        f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'} "
+        f"[{mode} Ray] -> {exp}")
+    timing = {"started_at": started, "prepared_s": prepared_at - started, "ray_start_s": ray_ready_at - prepared_at,
+              "tune_started_at": time.time()}
+    try:
+        results = tuner.fit()
+    except tune.TuneError as exc:  # fail_fast stops the experiment by raising
+        say(f"sweep stopped: {str(exc).splitlines()[0]}")
+        results = tune.Tuner.restore(exp, trainable=trainable).get_results()
+    timing["tune_finished_at"] = time.time()
+    timing["max_concurrent_trials"] = spec.max_concurrent_trials
+    return finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing)
+
+
+def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset, prepared, data_root, started,
+           say, timing: dict | None = None) -> SweepOutcome:
+    """Write trials.csv, evaluate the best trial's best checkpoint on test, export best/, print a summary."""
+    searched = spec.searched
+    rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store))
+    store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))
+    best = best_row(rows, spec.mode)
+    best_info = None
+    if best is not None:
+        best_info = export_best(spec, store, best, recipe_cls, dataset, prepared, data_root)
+    exp = store.local or store.uri  # what the user types: a plain path when it is on this machine
+    wall = time.time() - started
+    table = summary_table(rows, spec.metric, searched)
+    unfinished = sum(r.status == STATUS_UNFINISHED for r in rows)
+    how = f"interrupted after {wall / 60:.1f} min ({unfinished} trial(s) unfinished; continue with --resume)" \
+        if unfinished else f"finished in {wall / 60:.1f} min"
+    lines = [f"sweep {spec.name} {how} -> {exp}", table]
+    if best_info:
+        lines += [f"best trial {best.trial}: {spec.metric} {best.best:.4f} (epoch {best.best_epoch}/"
+                  f"{best.epochs}), test {best_info['test_key']} {best_info['test'][best_info['test_key']]:.4f}",
+                  f"  replay:      python -m kgsearch.train {exp}/best/config.yaml",
+                  f"  tensorboard: tensorboard --logdir {exp}"]
+    else:
+        lines.append("no trial produced a checkpoint; nothing exported to best/")
+    text = "\n".join(lines)
+    store.write_text("summary.txt", text + "\n")
+    if timing is not None:
+        store.write_json("timing.json", {**timing, "finished_at": time.time(), "wall_s": wall})
+    say("")
+    say(text)
+    return SweepOutcome(experiment=store.local or exp, rows=rows, best=best_info, wall_s=wall,
+                        interrupted=bool(unfinished))

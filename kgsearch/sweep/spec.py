@@ -1,0 +1,202 @@
+"""The sweep-file types: one pydantic family for what a file says (`SweepFile`) and what a sweep runs
+with after validation and overrides (`SweepSpec`, written to the experiment's sweep.yaml for --resume).
+
+Every model is frozen and picklable: the spec travels to trials, and `OptunaSpace` (kgsearch.sweep.space)
+is pickled into Tune's searcher state.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, field_validator
+
+Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
+PARAM_TYPES = ("uniform", "loguniform", "int", "choice")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Searched parameters
+
+
+class _Param(_Strict):
+    # Exists only when these (choice) params have one of these values; a scalar means [scalar].
+    when: dict[str, list[Scalar]] = Field(default_factory=dict)
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
+        return {} if value is None else value
+
+    def active(self, chosen: dict) -> bool:
+        return all(parent in chosen and chosen[parent] in allowed for parent, allowed in self.when.items())
+
+    def corner(self, high: bool) -> Any:
+        return self.high if high else self.low
+
+    def describe(self) -> str:
+        scale = " log" if getattr(self, "log", False) or self.type == "loguniform" else ""
+        return f"{self.type}[{self.low}, {self.high}]{scale}"
+
+
+class UniformParam(_Param):
+    type: Literal["uniform"]
+    low: float
+    high: float
+
+    def suggest(self, name: str, trial) -> Any:
+        return trial.suggest_float(name, self.low, self.high)
+
+    def sample(self, rng: random.Random) -> Any:
+        return rng.uniform(self.low, self.high)
+
+
+class LogUniformParam(_Param):
+    type: Literal["loguniform"]
+    low: float
+    high: float
+
+    def suggest(self, name: str, trial) -> Any:
+        return trial.suggest_float(name, self.low, self.high, log=True)
+
+    def sample(self, rng: random.Random) -> Any:
+        return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+
+
+class IntParam(_Param):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, ge=1)
+    log: bool = False
+
+    def suggest(self, name: str, trial) -> Any:
+        return trial.suggest_int(name, self.low, self.high, step=self.step, log=self.log)
+
+    def sample(self, rng: random.Random) -> Any:
+        if self.log:
+            value = int(round(math.exp(rng.uniform(math.log(self.low), math.log(self.high)))))
+            return min(self.high, max(self.low, value))
+        return rng.randrange(self.low, self.high + 1, self.step)
+
+
+class ChoiceParam(_Param):
+    type: Literal["choice"]
+    values: list[Scalar] = Field(min_length=1)
+
+    def suggest(self, name: str, trial) -> Any:
+        return trial.suggest_categorical(name, list(self.values))
+
+    def sample(self, rng: random.Random) -> Any:
+        return rng.choice(self.values)
+
+    def corner(self, high: bool) -> Any:
+        return self.values[-1] if high else self.values[0]
+
+    def describe(self) -> str:
+        return f"choice{list(self.values)}"
+
+
+Param = Annotated[Union[UniformParam, LogUniformParam, IntParam, ChoiceParam], Field(discriminator="type")]
+PARAM_MODELS = {"uniform": UniformParam, "loguniform": LogUniformParam, "int": IntParam, "choice": ChoiceParam}
+
+
+# ------------------------------------------------------------------------------------------------
+# Sections
+
+
+class SearcherSpec(_Strict):
+    type: Literal["tpe", "random"] = "tpe"  # Optuna TPE, or Optuna's random sampler (baseline)
+    seed: int = 0
+    n_startup_trials: int = Field(10, ge=0)  # TPE: random trials before the model is used
+
+
+class SchedulerSpec(_Strict):
+    type: Literal["asha", "fifo"] = "asha"  # fifo: every trial runs max_t epochs (no early stopping)
+    max_t: int = Field(ge=1)  # epochs a trial may run (sets params.epochs)
+    grace_period: int = Field(1, ge=1)  # epochs before ASHA may stop a trial
+    reduction_factor: int = Field(3, ge=2)
+
+
+class ResourcesSpec(_Strict):
+    workers: int = Field(1, ge=1)  # 1: the trial trains inside the Tune trial; >1: Ray Train DDP workers
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(0.0, ge=0)
+    max_failures: int = Field(0, ge=-1)  # worker-group restarts from the last checkpoint (-1: unlimited)
+
+    @property
+    def direct(self) -> bool:
+        """One worker: train inside the Tune trial (a Ray Train worker group costs 9-22 s to start)."""
+        return self.workers == 1
+
+
+class SmokeSpec(_Strict):
+    num_samples: int = Field(2, ge=1)
+    max_t: int = Field(2, ge=1)
+    grace_period: int = Field(1, ge=1)
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    fixed: dict[str, Any] = Field(default_factory=dict)  # param overrides; pins searched params too
+
+
+# ------------------------------------------------------------------------------------------------
+# The file, and the resolved spec
+
+
+class SweepFile(_Strict):
+    """What a search_spaces/NAME.yaml may say."""
+
+    description: str | None = None
+    model: str
+    dataset: str
+    data_root: str | None = None
+    metric: str
+    mode: Literal["max", "min"] = "max"
+    num_samples: int = Field(ge=1)
+    max_concurrent_trials: int = Field(1, ge=1)
+    searcher: SearcherSpec = Field(default_factory=SearcherSpec)
+    scheduler: SchedulerSpec
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    storage: str | None = None
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    space: dict[str, Param] = Field(default_factory=dict)
+    smoke: SmokeSpec | None = None
+
+
+SECTIONS: dict[tuple, type[BaseModel]] = {
+    (): SweepFile, ("searcher",): SearcherSpec, ("scheduler",): SchedulerSpec,
+    ("resources",): ResourcesSpec, ("smoke",): SmokeSpec,
+}
+
+
+class SweepSpec(_Strict):
+    """A validated sweep with --smoke and command-line overrides applied."""
+
+    name: str  # the file stem
+    source: str  # the file it came from
+    model: str
+    dataset: str
+    data_root: str | None
+    metric: str  # the Tune metric, "val_" + a metric the recipe reports
+    mode: Literal["max", "min"]
+    num_samples: int
+    max_concurrent_trials: int
+    searcher: SearcherSpec
+    scheduler: SchedulerSpec
+    resources: ResourcesSpec
+    storage: str | None
+    fixed: dict[str, Any]  # every fixed recipe param, `epochs` = scheduler.max_t included
+    space: dict[str, Param]  # searched params, a `when` parent always before its children
+    description: str | None = None
+    smoke: bool = False
+
+    @property
+    def searched(self) -> tuple[str, ...]:
+        return tuple(self.space)
