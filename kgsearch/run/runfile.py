@@ -71,10 +71,10 @@ class RunFile:
         return config_from_dict(self.recipe_cls().Config, self.params, source=f"{source or 'run'}: params")
 
     def to_dict(self) -> dict:
-        out = {"model": self.model, "dataset": self.dataset, "data_root": self.data_root, "params": self.params}
+        out = {"model": self.model, "dataset": self.dataset, "data_root": self.data_root}
         if self.metric is not None:
-            out = {**out, "metric": self.metric}
-        return out
+            out["metric"] = self.metric
+        return {**out, "params": self.params}
 
     def to_yaml(self, header: str = "") -> str:
         return yaml_text(self.to_dict(), header)
