@@ -108,3 +108,26 @@ def test_true_answers_mask_known_facts_in_both_directions():
     neg, mask = sample_negatives(anchor, rel, 9, 50, truth, torch.Generator().manual_seed(0))
     assert neg.shape == (2, 50) and torch.equal(mask, ~truth.contains(anchor, rel, neg))
     assert sample_negatives(anchor, rel, 9, 5, None)[1] is None
+
+
+def test_fitted_difficulty_spans_the_unit_interval_on_umls(tmp_path, monkeypatch):
+    """The raw log-mean-rank target spans ~[0, 0.2] on a fitted training set, which left DFS inert;
+    the rescaled target makes the fitted ζ use (nearly) the whole range that Eq. 2 maps to β_max."""
+    from kgsearch.dans.recipe import DansConfig, DansRecipe
+    from kgsearch.data import load
+
+    monkeypatch.setenv("KGSEARCH_CACHE", str(tmp_path))
+    torch.set_num_threads(1)
+    data = load("umls")
+    zeta = DansRecipe.prepare(DansConfig(pretrain_epochs=5), data)["difficulty"]
+    assert zeta.min() <= 0.05 and zeta.max() >= 0.95, (float(zeta.min()), float(zeta.max()))
+    raw = DansRecipe.prepare(DansConfig(pretrain_epochs=5, difficulty_rescale="none"), data)["difficulty"]
+    assert raw.max() - raw.min() < 0.5  # what the rescaling fixes
+
+
+def test_quantile_rescale_is_uniform_and_keeps_ties_together():
+    from kgsearch.dans.difficulty import rescale_target
+
+    out = rescale_target(torch.tensor([0.3, 0.1, 0.1, 0.2]), "quantile")
+    assert torch.allclose(out, torch.tensor([0.875, 0.25, 0.25, 0.625]))  # (mean rank - 1/2) / n
+    assert torch.allclose(rescale_target(torch.tensor([1.0, 3.0, 2.0]), "minmax"), torch.tensor([0.0, 1.0, 0.5]))

@@ -70,7 +70,7 @@ class Recording(torch.nn.Module):
         super().__init__()
         self.calls = []
 
-    def forward(self, x, t, cond_proj):
+    def forward(self, x, t, abar_t, cond_proj):
         self.calls.append((int(t[0]), x.clone()))
         return torch.zeros_like(x)
 
@@ -107,8 +107,11 @@ def test_denoiser_and_diffusion_loss():
     torch.manual_seed(0)
     den = Denoiser(entity_dim=6, cond_dim=5, hidden=8, time_dim=4)
     cond = den.project_condition(torch.randn(3, 5))
-    eps = den(torch.randn(3, 6), torch.tensor([1, 5, 9]), cond)
+    x_t, t = torch.randn(3, 6), torch.tensor([1, 5, 9])
+    eps = den(x_t, t, torch.tensor([0.9, 0.5, 0.1]), cond)
     assert eps.shape == (3, 6)
+    # the entity's own noise level is an input: same x_t and t, other ᾱ_t -> another prediction
+    assert not torch.allclose(eps, den(x_t, t, torch.tensor([0.2, 0.5, 0.9]), cond))
     assert torch.allclose(eps.mean(-1), torch.zeros(3), atol=1e-5)  # LayerNorm output (Eq. 10)
     emb = timestep_embedding(torch.tensor([0, 3]), 5)
     assert emb.shape == (2, 5) and torch.allclose(emb[0, :2], torch.zeros(2))

@@ -128,6 +128,31 @@ def degree_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 512) 
     return 1.0 - min_max(torch.log1p(count.double()).unsqueeze(1)).squeeze(1).float()
 
 
+def rescale_target(target: torch.Tensor, how: str) -> torch.Tensor:
+    """Spread a difficulty target over (0, 1) before the MLP regresses it.
+
+    On a well-fitted training set the log mean rank spans only ~[0, 0.2], so ζ(x)^μ, and with it
+    β_max(x) (Eq. 2), would barely leave β_low: DFS would do nothing. "quantile" (default) maps each
+    entity to the mid-rank quantile of its target ((rank − ½)/N, ties share their mean rank), so ζ
+    covers the whole β_low → β_global range; "minmax" rescales linearly; "none" keeps the raw target.
+    """
+    if how == "none":
+        return target
+    if how == "minmax":
+        return min_max(target.double().unsqueeze(1)).squeeze(1).float()
+    n = len(target)
+    order = torch.argsort(target.double(), stable=True)
+    ranks = torch.empty(n, dtype=torch.float64)
+    ranks[order] = torch.arange(1, n + 1, dtype=torch.float64)
+    # ties: the mean rank of their group
+    values, inverse = torch.unique(target.double(), return_inverse=True)
+    mean_rank = torch.zeros(len(values), dtype=torch.float64).index_add_(0, inverse, ranks)
+    mean_rank /= torch.bincount(inverse, minlength=len(values)).double()
+    return ((mean_rank[inverse] - 0.5) / n).float()
+
+
+DIFFICULTY_RESCALES = ("quantile", "minmax", "none")
+
 DIFFICULTY_TARGETS: dict[str, Callable[..., torch.Tensor]] = {
     "mean_rank": mean_rank_target,
     "degree": degree_target,

@@ -82,11 +82,32 @@ def reverse_plan(num_steps: int, sampling_steps: int) -> list[int]:
     return plan
 
 
-class Denoiser(nn.Module):
-    """Eq. 10: ε_θ(x_t, emb(t), condition) = LayerNorm(MLP([x_t; emb(t); condition])).
+def matched_beta_max(bmax: torch.Tensor, num_steps: int, beta_init: float, iterations: int = 60) -> float:
+    """The one β_max whose ᾱ_T equals the mean ᾱ_T of the per-entity `bmax` (bisection; ᾱ_T falls as β_max
+    grows). The "w/o DFS" ablation uses it, so removing DFS removes the adaptation, not noise."""
+    target = alpha_bar(beta_schedule(bmax.double(), num_steps, beta_init))[:, -1].mean()
+    lo, hi = float(bmax.min()), float(bmax.max())
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        abar_t = alpha_bar(beta_schedule(torch.tensor([mid], dtype=torch.float64), num_steps, beta_init))[0, -1]
+        lo, hi = (mid, hi) if abar_t > target else (lo, mid)
+    return 0.5 * (lo + hi)
 
-    The condition is [x_h ⊕ x_r] plus, with CCD, [x_type; x_nbr]. The first layer is split by input
-    block so the condition block can be projected once per chain (`project_condition`) and reused.
+
+def noise_level(abar_t: torch.Tensor) -> torch.Tensor:
+    """Features of an entity's own noise level at its step, [n] -> [n, 3]: log ᾱ_t, √ᾱ_t, √(1 − ᾱ_t).
+    Under DFS two entities at the same t carry different noise, so ε_θ is told it, not only t."""
+    abar_t = abar_t.clamp(1e-12, 1.0)
+    return torch.stack([abar_t.log(), abar_t.sqrt(), (1.0 - abar_t).sqrt()], dim=-1)
+
+
+class Denoiser(nn.Module):
+    """Eq. 10: ε_θ(x_t, emb(t), condition) = LayerNorm(MLP([x_t; emb(t); level; condition])).
+
+    The condition is [x_h ⊕ x_r] plus, with CCD, [x_type; x_nbr]; `level` is the entity's own noise
+    level (`noise_level`), an input the paper does not have (DFS makes it differ between entities at
+    the same t). The first layer is split by input block so the condition block can be projected once
+    per chain (`project_condition`) and reused.
     """
 
     def __init__(self, entity_dim: int, cond_dim: int, hidden: int = 128, time_dim: int = 32) -> None:
@@ -94,6 +115,7 @@ class Denoiser(nn.Module):
         self.time_dim = time_dim
         self.in_x = nn.Linear(entity_dim, hidden, bias=False)
         self.in_t = nn.Linear(time_dim, hidden, bias=False)
+        self.in_level = nn.Linear(3, hidden, bias=False)
         self.in_cond = nn.Linear(cond_dim, hidden)
         self.mlp = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, entity_dim))
         self.norm = nn.LayerNorm(entity_dim)
@@ -101,9 +123,10 @@ class Denoiser(nn.Module):
     def project_condition(self, cond: torch.Tensor) -> torch.Tensor:
         return self.in_cond(cond)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond_proj: torch.Tensor) -> torch.Tensor:
-        """x_t [n, D]; t [n] or [1] integer steps; cond_proj [n, H] from project_condition."""
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, abar_t: torch.Tensor, cond_proj: torch.Tensor) -> torch.Tensor:
+        """x_t [n, D]; t [n] or [1] integer steps; abar_t [n] each row's ᾱ_t; cond_proj [n, H]."""
         h = self.in_x(x_t) + self.in_t(timestep_embedding(t, self.time_dim)) + cond_proj
+        h = h + self.in_level(noise_level(abar_t).to(h.dtype))
         return self.norm(self.mlp(h))
 
 
@@ -113,8 +136,9 @@ def diffusion_loss(denoiser: Denoiser, x0: torch.Tensor, abar: torch.Tensor, con
     n, num_steps = x0.shape[0], abar.shape[-1] - 1
     t = torch.randint(1, num_steps + 1, (n,), device=x0.device, generator=generator)
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
-    x_t = forward_noise(x0, abar.gather(-1, t.unsqueeze(-1)).squeeze(-1), noise)
-    return (denoiser(x_t, t, cond_proj) - noise).square().mean()
+    abar_t = abar.gather(-1, t.unsqueeze(-1)).squeeze(-1)
+    x_t = forward_noise(x0, abar_t, noise)
+    return (denoiser(x_t, t, abar_t, cond_proj) - noise).square().mean()
 
 
 def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor, abar_s: torch.Tensor,
@@ -146,7 +170,7 @@ def reverse_chain(denoiser: Denoiser, x0: torch.Tensor, abar: torch.Tensor, cond
     x = forward_noise(x0, abar[:, num_steps], noise)
     out = x0.new_empty((len(bands),) + tuple(x0.shape))
     for t, s in zip(plan, plan[1:]):
-        eps = denoiser(x, torch.full((1,), t, device=x.device), cond_proj)
+        eps = denoiser(x, torch.full((1,), t, device=x.device), abar[:, t], cond_proj)
         z = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
         x = ddpm_step(x, eps, abar[:, t], abar[:, s], z)
         if s in keep:

@@ -26,6 +26,12 @@ def band_weights(tau: float, lam: float, zeta: float) -> torch.Tensor:
     return torch.softmax(lam * boost, dim=0).float()
 
 
+def mean_expected_weight(epochs: int, lam: float, zeta: float) -> float:
+    """DTM's run average of Σ_k w_k(τ)² over τ = e/E, e = 1..E: a negative's expected loss weight when
+    κ ~ Cat(w) and it is weighted by w^(κ) (Eq. 15 uses w twice)."""
+    return sum(float(band_weights(e / epochs, lam, zeta).square().sum()) for e in range(1, epochs + 1)) / epochs
+
+
 def hardness(kappa: torch.Tensor) -> torch.Tensor:
     """hard_κ = (5 − κ)/4 for 1-based κ; here `kappa` is 0-based, so (4 − kappa)/4 ∈ {1, .75, .5, .25}."""
     return (NUM_BANDS - kappa).to(torch.float32) / NUM_BANDS
@@ -67,9 +73,31 @@ def margin_loss(pos_dist: torch.Tensor, neg_dist: torch.Tensor, margin: torch.Te
 def kgc1_loss(pos_dist: torch.Tensor, gen_dist: torch.Tensor, kappa: torch.Tensor, weights: torch.Tensor,
               tau: float, gamma_base: float, beta_m: float) -> torch.Tensor:
     """Eq. 15 on generated negatives: each positive's negatives come from its drawn band κ, carry weight
-    w^(κ) and are separated with the stage-aware margin γ_κ(τ). pos_dist [G], gen_dist [G, m], kappa [G]."""
+    weights[κ] (w^(κ) under DTM) and are separated with the stage-aware margin γ_κ(τ).
+    pos_dist [G], gen_dist [G, m], kappa [G]."""
     margin = stage_margin(kappa, tau, gamma_base, beta_m).to(pos_dist)
     return margin_loss(pos_dist, gen_dist, margin, weights.to(pos_dist)[kappa])
+
+
+def softmax_loss(logits: torch.Tensor, target: torch.Tensor, gen_logits: torch.Tensor | None = None,
+                 kappa: torch.Tensor | None = None, weights: torch.Tensor | None = None, tau: float = 0.0,
+                 beta_m: float = 0.0, eta: float = 1.0) -> torch.Tensor:
+    """1-vs-all cross-entropy (the ComplEx-N3 base), with generated negatives as extra candidates.
+
+    logits [B, N] over every entity; gen_logits [G, m] for the first G rows. In softmax form Eq. 15's
+    negative weight becomes a log-weight on the candidate's logit (η·4·weights[κ]: 1 for uniform
+    bands and η = 1) and the stage-aware margin an additive logit margin β_m·hard_κ·τ (harder bands
+    push harder late in training), our adaptation of the paper's margin losses to a softmax base.
+    """
+    if gen_logits is None:
+        return F.cross_entropy(logits, target)
+    g = gen_logits.shape[0]
+    shift = beta_m * hardness(kappa).to(logits) * tau + torch.log(eta * NUM_BANDS * weights.to(logits)[kappa])
+    extended = torch.cat([logits[:g], gen_logits + shift.unsqueeze(-1)], dim=1)
+    total = F.cross_entropy(extended, target[:g], reduction="sum")
+    if g < len(target):
+        total = total + F.cross_entropy(logits[g:], target[g:], reduction="sum")
+    return total / len(target)
 
 
 def kgc2_loss(pos_dist: torch.Tensor, neg_dist: torch.Tensor, gamma_base: float,

@@ -3,7 +3,9 @@
 One `forward(anchor, rel, target, ...)` computes L = η·L_KGC1 + L_KGC2 + L_Diff for a batch of
 queries (anchor, rel ∈ [0, 2R), target) so the trainable can wrap the module in DDP. Every parameter
 receives a gradient in every call (scorer through L_KGC1/L_KGC2, denoiser through L_Diff), so DDP
-needs no find_unused_parameters.
+needs no find_unused_parameters. With a softmax base (`complex_n3`) L_KGC1 + L_KGC2 become one
+1-vs-all cross-entropy whose candidates are every entity plus the generated negatives
+(kgsearch/dans/margins.py, `softmax_loss`), and the N3 regulariser is added.
 
 Space of the diffusion (our choice; the paper does not settle it): KGE embeddings live at a tiny scale
 (±(γ+2)/dim), so an N(0, I) prior would drown them and every generated negative would be trivially far.
@@ -19,9 +21,10 @@ import torch
 from torch import nn
 
 from kgsearch.dans.diffusion import (Denoiser, alpha_bar, beta_max, beta_schedule, diffusion_loss,
-                                     reverse_chain, reverse_plan)
-from kgsearch.dans.graph import cluster_centroids, neighbour_mean
-from kgsearch.dans.margins import NUM_BANDS, band_weights, kgc1_loss, kgc2_loss
+                                     matched_beta_max, reverse_chain, reverse_plan)
+from kgsearch.dans.graph import cluster_centroids, neighbour_keys, neighbour_mean
+from kgsearch.dans.margins import (NUM_BANDS, band_weights, kgc1_loss, kgc2_loss, mean_expected_weight,
+                                   softmax_loss)
 from kgsearch.dans.negatives import TrueAnswers, sample_negatives
 from kgsearch.models.kge import build_scorer
 from kgsearch.precision import autocast
@@ -47,14 +50,17 @@ class DansModel(nn.Module):
         # carries no gradient and L_Diff tolerates it); the scorer and its losses stay fp32.
         self.bf16 = bf16
         self.truth = truth  # training facts masked out of the random negatives (None: no filtering)
-        self.scorer = build_scorer(config.scorer, num_entities, num_relations, config.dim, gamma=config.gamma)
+        extra = {"init_scale": config.init_scale} if config.scorer == "complex_n3" else {}
+        self.scorer = build_scorer(config.scorer, num_entities, num_relations, config.dim, gamma=config.gamma, **extra)
         self.denoiser: Denoiser | None = None
         if config.dans:
             if graph is None:
                 raise ValueError("dans=true needs the prepared difficulty, cluster labels and neighbour index")
             ent, rel = self.scorer.entity_dim, self.scorer.relation_dim
             cond_dim = ent + rel + (2 * ent if config.ccd else 0)  # [h ⊕ r] (+ [x_type; x_nbr] with CCD)
-            self.denoiser = Denoiser(ent, cond_dim, config.denoiser_hidden, config.time_dim)
+            # hidden 0 = auto: at least the entity width (a narrower MLP cannot carry x_t through)
+            hidden = config.denoiser_hidden or max(128, ent)
+            self.denoiser = Denoiser(ent, cond_dim, hidden, config.time_dim)
             self.plan = reverse_plan(config.diffusion_steps, config.sampling_steps)
             # Fixed per-entity inputs, kept as plain tensors (not buffers): nothing to checkpoint and
             # nothing for DDP to broadcast every step.
@@ -63,6 +69,15 @@ class DansModel(nn.Module):
             self.num_clusters = int(graph["num_clusters"])
             self.rowptr = graph["neighbour_rowptr"].long()
             self.cols = graph["neighbour_cols"].long()
+            self.nbr_keys = neighbour_keys(self.rowptr, self.cols)
+            # Matched ablations: each removes one idea, not the amount of negative pressure.
+            # w/o DFS: one β_max for all with the same mean ᾱ_T as DFS gives (the same total noise).
+            dfs_bmax = beta_max(self.difficulty, config.beta_low, config.beta_global, config.mu)
+            self.shared_beta_max = matched_beta_max(dfs_bmax, config.diffusion_steps, config.beta_init)
+            # w/o DTM: Eq. 15 weights a negative by w^(κ) with κ ~ Cat(w), so its expected weight is
+            # Σ_k w_k²; the fixed uniform weights get DTM's run average of it instead of 1/4.
+            self.uniform_weight = mean_expected_weight(config.epochs, config.curriculum_lambda,
+                                                       config.curriculum_zeta)
 
     def _apply(self, fn, *args, **kwargs):  # keep the plain tensors on the module's device
         super()._apply(fn, *args, **kwargs)
@@ -70,14 +85,15 @@ class DansModel(nn.Module):
             self.truth.to(self.scorer.entity.device)
         if self.denoiser is not None:
             device = self.scorer.entity.device
-            for name in ("difficulty", "labels", "rowptr", "cols"):
+            for name in ("difficulty", "labels", "rowptr", "cols", "nbr_keys"):
                 setattr(self, name, getattr(self, name).to(device))
         return self
 
     # -- conditions ---------------------------------------------------------------------------
-    def _condition(self, anchor: torch.Tensor, rel: torch.Tensor, mean: torch.Tensor,
+    def _condition(self, anchor: torch.Tensor, rel: torch.Tensor, target: torch.Tensor, mean: torch.Tensor,
                    std: torch.Tensor) -> torch.Tensor:
-        """[x_h ⊕ x_r (; x_type; x_nbr)] for each query, all detached and standardised."""
+        """[x_h ⊕ x_r (; x_type; x_nbr)] for each query, all detached and standardised; x_nbr leaves
+        out the target being noised (an anchor with no other neighbour gets the fill value)."""
         entity = self.scorer.entity.detach()
         rel_table = self.scorer.relation_vector(
             torch.arange(2 * self.scorer.num_relations, device=entity.device)).detach()
@@ -86,32 +102,36 @@ class DansModel(nn.Module):
         if self.config.ccd:
             centroids = cluster_centroids(entity, self.labels, self.num_clusters)
             parts.append((centroids[self.labels[anchor]] - mean) / std)
-            nbr = neighbour_mean(entity, anchor, self.rowptr, self.cols, fill=mean)
+            nbr = neighbour_mean(entity, anchor, self.rowptr, self.cols, fill=mean, exclude=target,
+                                 keys=self.nbr_keys)
             parts.append((nbr - mean) / std)
         return torch.cat(parts, dim=-1)
 
     def _alpha_bar(self, target: torch.Tensor) -> torch.Tensor:
-        """Per-entity ᾱ_t (Eq. 2–3, 6); w/o DFS every entity shares β_max = β_global."""
+        """Per-entity ᾱ_t (Eq. 2–3, 6); w/o DFS every entity shares the matched β_max."""
         c = self.config
         if c.dfs:
             bmax = beta_max(self.difficulty[target], c.beta_low, c.beta_global, c.mu)
         else:
-            bmax = torch.full(target.shape, c.beta_global, device=target.device)
+            bmax = torch.full(target.shape, self.shared_beta_max, device=target.device)
         return alpha_bar(beta_schedule(bmax, c.diffusion_steps, c.beta_init))
 
-    def band_weights(self, tau: float) -> torch.Tensor:
-        """Eq. 14 weights; w/o DTM fixed equal weights."""
+    def band_weights(self, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probabilities κ is drawn with, loss weight of a negative of each band): Eq. 14's w for both;
+        w/o DTM uniform draws, each weighted by DTM's average expected weight."""
         c = self.config
         if not c.dtm:
-            return torch.full((NUM_BANDS,), 1.0 / NUM_BANDS)
-        return band_weights(tau, c.curriculum_lambda, c.curriculum_zeta)
+            return torch.full((NUM_BANDS,), 1.0 / NUM_BANDS), torch.full((NUM_BANDS,), self.uniform_weight)
+        w = band_weights(tau, c.curriculum_lambda, c.curriculum_zeta)
+        return w, w
 
     # -- the loss -----------------------------------------------------------------------------
     def forward(self, anchor: torch.Tensor, rel: torch.Tensor, target: torch.Tensor, tau: float = 0.0,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         c, scorer = self.config, self.scorer
-        device = anchor.device
-        query = scorer.query(anchor, rel)  # [B, D], shared by every distance below
+        query = scorer.query(anchor, rel)  # [B, D], shared by every score below
+        if scorer.loss == "softmax":
+            return self._softmax_forward(anchor, rel, target, query, tau, generator)
         pos = scorer.match(query, scorer.embed(target))
         neg_ids, neg_mask = sample_negatives(anchor, rel, scorer.num_entities, c.negatives, self.truth,
                                              generator)
@@ -120,29 +140,47 @@ class DansModel(nn.Module):
         zero = pos.new_zeros(())
         if self.denoiser is None:  # dans=false: the plain base scorer with random negatives
             return {"loss": kgc2, "kgc1": zero, "kgc2": kgc2.detach(), "diff": zero}
-
-        entity = scorer.entity.detach()
-        mean, std = column_stats(entity)
-        x0 = (entity.index_select(0, target) - mean) / std
-        abar = self._alpha_bar(target)
-        with autocast(device, self.bf16):
-            cond_proj = self.denoiser.project_condition(self._condition(anchor, rel, mean, std))
-            diff = diffusion_loss(self.denoiser, x0, abar, cond_proj, generator).float()  # Eq. 11, whole batch
-
-        # Graded negatives for the first `g` queries (the batch is already a random permutation),
-        # `gen_negatives` parallel chains each; the chain itself carries no gradient.
-        g = max(1, round(c.gen_fraction * len(anchor)))
-        m = c.gen_negatives
-        rows = torch.arange(g, device=device).repeat_interleave(m)
-        with autocast(device, self.bf16):
-            bands = reverse_chain(self.denoiser, x0[rows], abar[rows], cond_proj.detach()[rows], self.plan,
-                                  generator)  # [4, g·m, D], fp32 (the update mixes x_t in fp32)
-        bands = bands.view(NUM_BANDS, g, m, -1) * std + mean
-        weights = self.band_weights(tau).to(device)
-        kappa = torch.multinomial(weights, g, replacement=True, generator=generator)  # κ ~ Cat(w), 0-based
-        generated = bands[kappa, torch.arange(g, device=device)]  # [g, m, D]
+        diff, generated, kappa, weights = self._generate(anchor, rel, target, tau, generator)
+        g = len(kappa)
         gen_dist = scorer.match(query[:g].unsqueeze(1), generated)
         beta_m = c.margin_increment if c.dtm else 0.0  # w/o DTM: fixed margin γ_base
         kgc1 = kgc1_loss(pos[:g], gen_dist, kappa, weights, tau, c.gamma, beta_m)
         loss = c.eta * kgc1 + kgc2 + diff  # Eq. 18–19
         return {"loss": loss, "kgc1": kgc1.detach(), "kgc2": kgc2.detach(), "diff": diff.detach()}
+
+    def _softmax_forward(self, anchor, rel, target, query, tau, generator) -> dict[str, torch.Tensor]:
+        """1-vs-all cross-entropy + N3 (ComplEx-N3); generated negatives join the softmax (margins.softmax_loss)."""
+        c, scorer = self.config, self.scorer
+        logits = -scorer.match_all(query)  # similarities as logits
+        reg = c.n3_weight * scorer.n3(anchor, rel, target)
+        plain = softmax_loss(logits, target)
+        zero = plain.new_zeros(())
+        if self.denoiser is None:
+            return {"loss": plain + reg, "kgc1": zero, "kgc2": plain.detach(), "diff": zero}
+        diff, generated, kappa, weights = self._generate(anchor, rel, target, tau, generator)
+        gen_logits = -scorer.match(query[:len(kappa)].unsqueeze(1), generated)
+        beta_m = c.margin_increment if c.dtm else 0.0
+        mixed = softmax_loss(logits, target, gen_logits, kappa, weights, tau, beta_m, c.eta)
+        return {"loss": mixed + reg + diff, "kgc1": mixed.detach(), "kgc2": plain.detach(), "diff": diff.detach()}
+
+    def _generate(self, anchor, rel, target, tau, generator):
+        """L_Diff on the whole batch, and graded negatives for its first `g` queries (the batch is a random
+        permutation): (L_Diff, generated [g, m, D] in embedding space, κ [g], loss weight per band)."""
+        c, device = self.config, anchor.device
+        entity = self.scorer.entity.detach()
+        mean, std = column_stats(entity)
+        x0 = (entity.index_select(0, target) - mean) / std
+        abar = self._alpha_bar(target)
+        with autocast(device, self.bf16):
+            cond_proj = self.denoiser.project_condition(self._condition(anchor, rel, target, mean, std))
+            diff = diffusion_loss(self.denoiser, x0, abar, cond_proj, generator).float()  # Eq. 11
+        g = max(1, round(c.gen_fraction * len(anchor)))
+        rows = torch.arange(g, device=device).repeat_interleave(c.gen_negatives)
+        with autocast(device, self.bf16):  # the chain carries no gradient
+            bands = reverse_chain(self.denoiser, x0[rows], abar[rows], cond_proj.detach()[rows], self.plan,
+                                  generator)  # [4, g·m, D], fp32 (the update mixes x_t in fp32)
+        bands = bands.view(NUM_BANDS, g, c.gen_negatives, -1) * std + mean
+        probs, weights = (w.to(device) for w in self.band_weights(tau))
+        kappa = torch.multinomial(probs, g, replacement=True, generator=generator)  # κ ~ Cat(w), 0-based
+        generated = bands[kappa, torch.arange(g, device=device)]  # [g, m, D]
+        return diff, generated, kappa, weights

@@ -12,13 +12,15 @@ import torch
 
 from kgsearch.cache import cached
 from kgsearch.dans.diffusion import band_steps
-from kgsearch.dans.difficulty import DIFFICULTY_TARGETS, fit_difficulty, kmeans_types, structural_features
+from kgsearch.dans.difficulty import (DIFFICULTY_RESCALES, DIFFICULTY_TARGETS, fit_difficulty, kmeans_types,
+                                     rescale_target, structural_features)
 from kgsearch.dans.graph import neighbour_csr
 from kgsearch.dans.model import DansModel
 from kgsearch.dans.negatives import TrueAnswers
 from kgsearch.dans.pretrain import PretrainSettings, dataset_fingerprint, load_pretrained, pretrain
+from kgsearch.errors import KGSearchError
 from kgsearch.evaluation import RankAccumulator, both_directions, evaluate_static, static_filter
-from kgsearch.models.kge import SCORERS
+from kgsearch.models.kge import MARGIN_SCORERS, SCORERS
 from kgsearch.precision import use_bf16
 from kgsearch.sharding import epoch_shard
 
@@ -44,10 +46,15 @@ class DansConfig:
     eval_every: int = 10               # validate every this many epochs
     eval_batch_size: int = 256         # queries per evaluation chunk
     # -- base scorer (Eq. 15/17 use its distance S) ----------------------------------------------
-    scorer: str = "rotate"             # base KGE scorer S(h, r, t): rotate | transe | distmult | complex
+    scorer: str = "rotate"             # base scorer S(h, r, t): rotate | transe | distmult | complex (margin losses,
+                                       # Eq. 15-17) | complex_n3 (1-vs-all cross-entropy + N3, reciprocal relations)
     dim: int = 200                     # embedding dim (complex dim for rotate/complex: 2·dim reals)
     gamma: float = 12.0                # γ_base: base margin of the logistic margin losses (Eq. 16–17)
-    lr: float = 0.001                  # Adam learning rate
+    lr: float = 0.001                  # learning rate of `optimizer`
+    optimizer: Literal["adam", "adagrad"] = "adam"  # the scorer's (Adagrad: what ComplEx-N3 is tuned for)
+    denoiser_lr: float | None = None   # Adam learning rate of the denoiser; None: `lr` (set it with Adagrad's lr ~0.1)
+    n3_weight: float = 0.0             # complex_n3: weight of the N3 regulariser (Lacroix et al. 2018)
+    init_scale: float = 1e-3           # complex_n3: std of the normal initial embeddings
     lr_schedule: str = "constant"      # constant | cosine (to 0 at E_max) | step (÷10 after half the epochs, as RotatE)
     batch_size: int = 512              # positive queries per batch (both directions of train triples)
     negatives: int = 128               # random-replacement negatives per positive (L_KGC2, Eq. 17)
@@ -66,7 +73,7 @@ class DansConfig:
     beta_low: float = 0.01             # β_low: minimum noise upper bound, for the easiest entity (Eq. 2)
     beta_global: float = 0.1           # β_global: global maximum noise level (Eq. 2)
     mu: float = 1.0                    # μ: influence of the difficulty ζ on the noise bound (Eq. 2)
-    denoiser_hidden: int = 128         # hidden width of the denoiser MLP (Eq. 10)
+    denoiser_hidden: int = 0           # hidden width of the denoiser MLP (Eq. 10); 0: max(128, entity width)
     time_dim: int = 32                 # size of the sinusoidal timestep embedding emb(t) (Eq. 7, 10)
     gen_fraction: float = 0.25         # share of each batch's positives that get generated negatives
     gen_negatives: int = 2             # generated negatives (parallel reverse chains) per such positive
@@ -80,6 +87,7 @@ class DansConfig:
     eta: float = 0.25                  # η: weight of L_KGC1 against L_KGC2 (Eq. 18)
     # -- DAM (Eq. 1) -----------------------------------------------------------------------------
     difficulty_target: str = "mean_rank"  # what the Eq. 1 MLP regresses (paper leaves it open): mean_rank | degree
+    difficulty_rescale: str = "quantile"  # spread of that target before fitting: quantile | minmax | none
     dam_hidden: int = 64               # hidden width of the difficulty MLP W1 (Eq. 1)
     dam_epochs: int = 300              # full-batch training steps of the difficulty MLP
     dam_lr: float = 0.01               # Adam learning rate of the difficulty MLP
@@ -101,15 +109,19 @@ class DansConfig:
                 raise ValueError(message)
 
         for name in ("epochs", "eval_every", "eval_batch_size", "dim", "batch_size", "negatives",
-                     "sampling_steps", "denoiser_hidden", "time_dim", "gen_negatives", "num_clusters",
+                     "sampling_steps", "time_dim", "gen_negatives", "num_clusters",
                      "dam_hidden", "dam_epochs", "structure_samples", "pretrain_dim", "pretrain_epochs",
                      "pretrain_batch_size", "pretrain_negatives"):
             need(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        for name in ("scorer", "pretrain_scorer"):
-            need(getattr(self, name) in SCORERS,
-                 f"{name} must be one of {sorted(SCORERS)}, got {getattr(self, name)!r}")
+        need(self.scorer in SCORERS, f"scorer must be one of {sorted(SCORERS)}, got {self.scorer!r}")
+        need(self.pretrain_scorer in MARGIN_SCORERS,  # pre-training uses the margin loss
+             f"pretrain_scorer must be one of {sorted(MARGIN_SCORERS)}, got {self.pretrain_scorer!r}")
+        need(self.n3_weight >= 0 and self.init_scale > 0, "n3_weight must be >= 0 and init_scale > 0")
+        need(self.denoiser_lr is None or self.denoiser_lr > 0, f"denoiser_lr must be > 0, got {self.denoiser_lr}")
         need(self.lr_schedule in LR_SCHEDULES,
              f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        need(self.difficulty_rescale in DIFFICULTY_RESCALES,
+             f"difficulty_rescale must be one of {list(DIFFICULTY_RESCALES)}, got {self.difficulty_rescale!r}")
         need(self.difficulty_target in DIFFICULTY_TARGETS,
              f"difficulty_target must be one of {sorted(DIFFICULTY_TARGETS)}, got {self.difficulty_target!r}")
         for name in ("gamma", "lr", "pretrain_gamma", "pretrain_lr", "dam_lr", "curriculum_lambda", "mu"):
@@ -130,12 +142,28 @@ class DansConfig:
         need(0 < self.curriculum_zeta <= 1, f"curriculum_zeta must be in (0, 1], got {self.curriculum_zeta}")
         need(0 <= self.margin_increment <= 1, f"margin_increment must be in [0, 1], got {self.margin_increment}")
         need(self.eta >= 0, f"eta must be >= 0, got {self.eta}")
+        need(self.denoiser_hidden >= 0, f"denoiser_hidden must be >= 0 (0: auto), got {self.denoiser_hidden}")
 
     def pretrain_settings(self) -> PretrainSettings:
         return PretrainSettings(
             scorer=self.pretrain_scorer, dim=self.pretrain_dim, gamma=self.pretrain_gamma, lr=self.pretrain_lr,
             epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size, negatives=self.pretrain_negatives,
             adversarial_temperature=self.pretrain_adversarial_temperature, seed=self.seed)
+
+
+def base_lrs(config: DansConfig) -> dict[str, float]:
+    """Learning rates before the schedule, keyed like the optimizers."""
+    return {"optimizer": config.lr, "denoiser_optimizer": config.denoiser_lr or config.lr}
+
+
+def make_optimizers(config: DansConfig, model: DansModel) -> dict[str, torch.optim.Optimizer]:
+    """The scorer's optimizer and, with DANS, the denoiser's (always Adam), keyed as in the state dict."""
+    lrs = base_lrs(config)
+    scorer_cls = torch.optim.Adagrad if config.optimizer == "adagrad" else torch.optim.Adam
+    out = {"optimizer": scorer_cls(model.scorer.parameters(), lr=lrs["optimizer"])}
+    if model.denoiser is not None:
+        out["denoiser_optimizer"] = torch.optim.Adam(model.denoiser.parameters(), lr=lrs["denoiser_optimizer"])
+    return out
 
 
 def _structure(config: DansConfig, dataset) -> torch.Tensor:
@@ -151,13 +179,15 @@ def _difficulty(config: DansConfig, dataset, pre: dict, structural: torch.Tensor
 
     def build() -> dict:
         scorer = load_pretrained(dataset, settings, pre)
-        target = DIFFICULTY_TARGETS[config.difficulty_target](scorer, dataset.train)
+        target = rescale_target(DIFFICULTY_TARGETS[config.difficulty_target](scorer, dataset.train),
+                                config.difficulty_rescale)
         zeta = fit_difficulty(pre["entity"], structural, target, hidden=config.dam_hidden,
                               epochs=config.dam_epochs, lr=config.dam_lr, seed=config.seed)
         return {"difficulty": zeta, "target": target}
 
     key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), **asdict(settings),
-           "target": config.difficulty_target, "hidden": config.dam_hidden, "epochs": config.dam_epochs,
+           "target": config.difficulty_target, "rescale": config.difficulty_rescale, "hidden": config.dam_hidden,
+           "epochs": config.dam_epochs,
            "lr": config.dam_lr, "structure": [config.structure_samples, config.structure_exact_max_nodes]}
     return cached("dans_dam", key, build)
 
@@ -180,7 +210,7 @@ class DansRecipe:
     # What prepare() reads (pre-training, structure, DAM). num_clusters is not among them: K-means on
     # the prepared embeddings is redone in __init__ when a trial searches K.
     prepare_fields: ClassVar[frozenset[str]] = frozenset({
-        "dans", "seed", "difficulty_target", "dam_hidden", "dam_epochs", "dam_lr", "structure_samples",
+        "dans", "seed", "difficulty_target", "difficulty_rescale", "dam_hidden", "dam_epochs", "dam_lr", "structure_samples",
         "structure_exact_max_nodes", "pretrain_scorer", "pretrain_dim", "pretrain_gamma", "pretrain_lr",
         "pretrain_epochs", "pretrain_batch_size", "pretrain_negatives", "pretrain_adversarial_temperature"})
 
@@ -230,7 +260,7 @@ class DansRecipe:
                                prepared if config.dans else None, truth,
                                bf16=use_bf16(config.precision, self.device)).to(self.device)
         self.forward_model: torch.nn.Module = self.model
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.optimizers = make_optimizers(config, self.model)
         anchor, rel, target = both_directions(dataset.train.long(), dataset.num_relations)
         self.queries = torch.stack([anchor, rel, target], dim=1).to(self.device)  # [2n, 3]
         self.noise = torch.Generator(device=self.device)
@@ -245,22 +275,26 @@ class DansRecipe:
         c = self.config
         tau = min(1.0, epoch / c.epochs)  # τ_e = e / E_max; fit() numbers epochs from 1
         self.noise.manual_seed((c.seed * 1_000_003 + epoch) * 1009 + self.rank)
-        for group in self.optimizer.param_groups:
-            group["lr"] = c.lr * lr_factor(c.lr_schedule, epoch, c.epochs)
+        factor, lrs = lr_factor(c.lr_schedule, epoch, c.epochs), base_lrs(c)
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = lrs[name] * factor
         self.model.train()
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         shard = self.epoch_shard(epoch).to(self.device)
         for idx in shard.split(c.batch_size):
             q = self.queries[idx]
             out = self.forward_model(q[:, 0], q[:, 1], q[:, 2], tau=tau, generator=self.noise)
-            self.optimizer.zero_grad(set_to_none=True)
+            for opt in self.optimizers.values():
+                opt.zero_grad(set_to_none=True)
             out["loss"].backward()
-            self.optimizer.step()
+            for opt in self.optimizers.values():
+                opt.step()
             parts = torch.stack([out["loss"].detach(), out["kgc1"], out["kgc2"], out["diff"]])
             totals += parts.double() * len(idx)
         totals = (totals / max(len(shard), 1)).tolist()
         return {"loss": totals[0], "loss_kgc1": totals[1], "loss_kgc2": totals[2], "loss_diff": totals[3],
-                "train_queries": float(len(shard)), "tau": tau, "lr": self.optimizer.param_groups[0]["lr"]}
+                "train_queries": float(len(shard)), "tau": tau, "lr": self.optimizers["optimizer"].param_groups[0]["lr"]}
 
     # -- evaluation ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -278,10 +312,15 @@ class DansRecipe:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"model": self.model.state_dict(), **{k: opt.state_dict() for k, opt in self.optimizers.items()}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
-        if "optimizer" in state:
-            # Adam's load keeps same-device tensors by reference: copy so two recipes never share moments.
-            self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        for name, opt in self.optimizers.items():
+            if name in state:
+                # Adam's load keeps same-device tensors by reference: copy so two recipes never share moments.
+                try:
+                    opt.load_state_dict(copy.deepcopy(state[name]))
+                except ValueError as exc:  # e.g. a checkpoint from before the scorer/denoiser split
+                    raise KGSearchError(f"checkpoint's {name} state does not fit this model ({exc}); it was "
+                                        "written by an older kgsearch: retrain, or --eval it with that version") from None

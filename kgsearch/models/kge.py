@@ -32,6 +32,9 @@ class KGEModel(nn.Module):
     """Entity + relation embeddings and a distance S(h, r, t) (lower = more plausible)."""
 
     name: ClassVar[str]
+    # "margin": trained with the logistic margin losses on sampled negatives (Eq. 15-17);
+    # "softmax": with 1-vs-all cross-entropy over every entity (its similarity as the logit)
+    loss: ClassVar[str] = "margin"
     complex_entities: ClassVar[bool] = False  # entity vectors hold [re | im] halves
     complex_relations: ClassVar[bool] = False
     fused_eval: ClassVar[bool] = False  # `match` ignores self and compiles well (kgsearch.models.fused)
@@ -220,14 +223,42 @@ class ComplEx(KGEModel):
         return -(query @ self.entity.t())
 
 
-SCORERS: dict[str, type[KGEModel]] = {cls.name: cls for cls in (RotatE, TransE, DistMult, ComplEx)}
+class ComplExN3(ComplEx):
+    """ComplEx as Lacroix et al. 2018 train it: reciprocal relations (the head query (?, r, t) is
+    (t, r⁻¹, ?) with its own embedding r⁻¹, not conj(r)), small normal init, 1-vs-all cross-entropy
+    (`loss = "softmax"`) and the N3 regulariser on the batch's factors (`n3`)."""
+
+    name = "complex_n3"
+    loss = "softmax"
+
+    def __init__(self, num_entities: int, num_relations: int, dim: int, gamma: float = 12.0,
+                 init_scale: float = 1e-3) -> None:
+        super().__init__(num_entities, num_relations, dim, gamma=gamma)
+        self.relation = nn.Parameter(torch.empty(2 * num_relations, self.relation_dim))  # r and r⁻¹
+        nn.init.normal_(self.entity, std=init_scale)
+        nn.init.normal_(self.relation, std=init_scale)
+
+    def relation_vector(self, rel: torch.LongTensor) -> torch.Tensor:
+        return F.embedding(rel, self.relation)
+
+    def n3(self, anchor: torch.LongTensor, rel: torch.LongTensor, target: torch.LongTensor) -> torch.Tensor:
+        """Σ over the batch's factors of Σ_i |x_i|³ (complex moduli), divided by the batch size."""
+        total = 0.0
+        for x in (self.embed(anchor), self.relation_vector(rel), self.embed(target)):
+            re, im = _split(x)
+            total = total + (re.square() + im.square()).pow(1.5).sum()  # finite gradient at 0, unlike hypot
+        return total / max(len(anchor), 1)
+
+
+SCORERS: dict[str, type[KGEModel]] = {cls.name: cls for cls in (RotatE, TransE, DistMult, ComplEx, ComplExN3)}
+MARGIN_SCORERS = tuple(name for name, cls in SCORERS.items() if cls.loss == "margin")
 
 
 def build_scorer(name: str, num_entities: int, num_relations: int, dim: int,
-                 gamma: float = 12.0) -> KGEModel:
-    """Instantiate a scorer by registry name (`rotate`, `transe`, `distmult`, `complex`)."""
+                 gamma: float = 12.0, **extra) -> KGEModel:
+    """Instantiate a scorer by registry name (`rotate`, `transe`, `distmult`, `complex`, `complex_n3`)."""
     try:
         cls = SCORERS[name]
     except KeyError:
         raise KGSearchError(f"unknown scorer {name!r} (known: {', '.join(sorted(SCORERS))})") from None
-    return cls(num_entities, num_relations, dim, gamma=gamma)
+    return cls(num_entities, num_relations, dim, gamma=gamma, **extra)  # extra: e.g. complex_n3's init_scale
