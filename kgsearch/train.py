@@ -50,7 +50,9 @@ def run_training(run: RunFile, source: str, out: Path | None, data_root: str | N
         (out / "run.json").write_text(json.dumps({"run": run.to_dict(), **provenance(config.seed)}, indent=2))
         hooks.append(SaveCheckpoints(out, run.to_dict(), recipe))
     state = fit(recipe, epochs=config.epochs, eval_every=config.eval_every, metric=run.metric, state=state,
-                hooks=hooks)
+                hooks=hooks, patience=getattr(config, "patience", 0))
+    if state.converged:
+        print(f"converged: no better validation for {config.patience} evaluations after epoch {state.best_epoch}")
     if state.best_state is not None:
         recipe.load_state_dict(state.best_state)
     test = evaluate_split(recipe, "test")

@@ -44,6 +44,7 @@ class DansConfig:
     seed: int = 0                      # seeds init, permutations, negatives and diffusion noise
     epochs: int = 100                  # E_max: training epochs (τ_e = e / E_max, Eq. 14)
     eval_every: int = 10               # validate every this many epochs
+    patience: int = 0                  # stop after this many validations without a new best (0: never)
     eval_batch_size: int = 256         # queries per evaluation chunk
     # -- base scorer (Eq. 15/17 use its distance S) ----------------------------------------------
     scorer: str = "rotate"             # base scorer S(h, r, t): rotate | transe | distmult | complex (margin losses,
@@ -142,6 +143,7 @@ class DansConfig:
         need(0 < self.curriculum_zeta <= 1, f"curriculum_zeta must be in (0, 1], got {self.curriculum_zeta}")
         need(0 <= self.margin_increment <= 1, f"margin_increment must be in [0, 1], got {self.margin_increment}")
         need(self.eta >= 0, f"eta must be >= 0, got {self.eta}")
+        need(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
         need(self.denoiser_hidden >= 0, f"denoiser_hidden must be >= 0 (0: auto), got {self.denoiser_hidden}")
 
     def pretrain_settings(self) -> PretrainSettings:

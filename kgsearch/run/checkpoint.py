@@ -51,7 +51,7 @@ def load_checkpoint(path: str | Path, model: str | None = None) -> dict[str, Any
 def save_run(path: str | Path, run: dict, recipe, state: FitState, which: Literal["last", "best"]) -> None:
     """Write the run's "last" checkpoint (resumable) or its "best" one (best-validation weights only)."""
     body = {"fit": {"epoch": state.epoch, "best_metric": state.best_metric, "best_epoch": state.best_epoch,
-                    "best_metrics": state.best_metrics}}
+                    "best_metrics": state.best_metrics, "converged": state.converged}}
     body["recipe"] = recipe.state_dict() if which == "last" else state.best_state
     if which == "last":
         body["best_state"] = state.best_state
@@ -70,4 +70,4 @@ def restore_run(blob: dict, recipe, weights: Literal["saved", "best"] = "saved")
     recipe.load_state_dict(best if weights == "best" and best is not None else state["recipe"])
     fit = state["fit"]
     return FitState(epoch=fit["epoch"], best_metric=fit["best_metric"], best_epoch=fit["best_epoch"],
-                    best_metrics=fit["best_metrics"], best_state=best)
+                    best_metrics=fit["best_metrics"], best_state=best, converged=fit.get("converged", False))

@@ -38,6 +38,7 @@ class FitState:
     best_epoch: int = 0
     best_metrics: dict = field(default_factory=dict)
     best_state: dict | None = None
+    converged: bool = False  # stopped early: `patience` validations in a row without a new best
 
 
 class FitHooks:
@@ -56,15 +57,19 @@ class FitHooks:
 
 def fit(recipe, *, epochs: int, eval_every: int, metric: str | None = None, state: FitState | None = None,
         hooks: Sequence[FitHooks] = (), reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        log: Callable[[str], None] | None = print) -> FitState:
+        patience: int = 0, log: Callable[[str], None] | None = print) -> FitState:
     """Train `recipe` to `epochs`, validating every `eval_every` epochs (and at the last one).
 
     Keeps the best-validation state by `metric` (default: the recipe's own) in memory. `reduce` (an
-    all-reduce sum) makes validation global across DDP ranks.
+    all-reduce sum) makes validation global across DDP ranks. `patience` > 0 stops the run once that
+    many validations in a row brought no new best (the record of the last epoch says `converged`), so
+    a long epoch budget costs nothing after a run has converged.
     """
     state = state or FitState()
     key = metric_key("valid", metric or recipe.metric)
     for epoch in range(state.epoch + 1, epochs + 1):
+        if state.converged:
+            break
         for hook in hooks:
             hook.before_epoch(epoch)
         start = time.perf_counter()
@@ -89,6 +94,9 @@ def fit(recipe, *, epochs: int, eval_every: int, metric: str | None = None, stat
                 state.best_state = copy.deepcopy(recipe.state_dict())
         state.epoch = epoch
         record["best_" + key] = state.best_metric
+        if patience and "eval_time" in record and epoch - state.best_epoch >= patience * eval_every:
+            state.converged = True
+            record["converged"] = 1.0
         if log is not None:
             shown = " ".join(f"{k}={v:.4g}" for k, v in record.items()
                              if isinstance(v, float) and not k.endswith("count"))
