@@ -8,10 +8,13 @@ Tiny on-disk datasets (kgsearch.data folder layout) small enough to check by han
   ICEWS-style names, 2 relations, raw times {0, 5, 10, 20, 30} -> time indices 0..4; 5 / 2 / 2
   quadruples; entity 4 (Iran) occurs only in test.
 * ``make_dataset_dir(files, name="ds")``: write ``{file name: text or bytes}`` into ``tmp_path/name``.
+* ``shared_datasets(*names)``: the folder holding the full benchmark copies (``$KGSEARCH_DATA_ROOT``,
+  else ``shared/datasets`` beside the checkout), or a skip that says where it looked.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +34,50 @@ TINY_TEMPORAL = {
     "valid.txt": "1\t0\t3\t20\n2\t1\t0\t20\n",
     "test.txt": "4\t1\t0\t30\n3\t0\t2\t30\n",
 }
+
+
+REPO = Path(__file__).resolve().parent.parent
+SKIP_NO_DATA = "shared benchmark copies not found"
+
+
+def shared_dataset_roots() -> list[tuple[Path, str]]:
+    """Candidate folders of the full benchmark copies, with how each was chosen (read at import, before any
+    test's monkeypatch clears $KGSEARCH_DATA_ROOT)."""
+    roots = []
+    if os.environ.get("KGSEARCH_DATA_ROOT"):
+        roots.append((Path(os.environ["KGSEARCH_DATA_ROOT"]).expanduser(), "$KGSEARCH_DATA_ROOT"))
+    roots.append((REPO.parent / "shared" / "datasets", "beside the checkout"))
+    return roots
+
+
+SHARED_ROOTS = shared_dataset_roots()
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Callable[..., Path]:
+    """``shared_datasets("fb15k-237", ...)`` -> the first candidate root holding all those folders, else skip."""
+
+    def need(*names: str) -> Path:
+        for root, _ in SHARED_ROOTS:
+            if all((root / name).is_dir() for name in names or ("",)):
+                return root
+        looked = "; ".join(f"{root} ({how})" for root, how in SHARED_ROOTS)
+        pytest.skip(f"{SKIP_NO_DATA}: needs {', '.join(names) or 'the folder'} in one of {looked}; "
+                    "set KGSEARCH_DATA_ROOT to the folder that holds them")
+
+    return need
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Say which data-dependent tests were skipped, and why, even without ``-rs``."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        text = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        text = text.removeprefix("Skipped: ")
+        if SKIP_NO_DATA in text:
+            reasons[text] = reasons.get(text, 0) + 1
+    for text, count in reasons.items():
+        terminalreporter.write_line(f"{count} data-dependent test(s) skipped: {text}", yellow=True)
 
 
 def write_dataset(folder: Path, files: dict[str, str | bytes]) -> Path:

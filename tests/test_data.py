@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import re
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -13,8 +15,6 @@ import torch
 from kgsearch import data
 from kgsearch.data import StaticDataset, TemporalDataset, UnseenEntityWarning, canonical_name, describe, load
 from kgsearch.errors import KGSearchError
-
-SHARED = Path("/work/shared/datasets")
 
 
 def files_of(folder: Path) -> dict[str, str]:
@@ -209,16 +209,39 @@ UNSEEN = {
 }
 
 
+def test_unseen_kept_by_default_and_counted(make_dataset_dir):
+    folder = make_dataset_dir(UNSEEN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # keeping is the protocol, not something to warn about
+        ds = load(folder)
+    assert ds.valid.tolist() == [[0, 0, 2], [1, 0, 3]] and ds.test.tolist() == [[2, 2, 0], [1, 1, 0]]
+    assert ds.unseen == {"valid": 1, "test": 1} and ds.dropped == {}
+    assert ds.seen_only("valid").tolist() == [[0, 0, 2]] and ds.seen_only("test").tolist() == [[1, 1, 0]]
+    assert "kept with an entity or relation unseen in train: 1 valid, 1 test" in str(ds)
+
+
+def test_kept_unseen_entity_is_ranked_by_the_filtered_evaluation(make_dataset_dir):
+    from kgsearch.evaluation import evaluate_static, static_filter
+
+    ds = load(make_dataset_dir(UNSEEN))  # x (id 3) occurs only in valid: b r1 x
+    scores = torch.tensor([3.0, 2.0, 1.0, 0.0])  # every query ranks a > b > c > x
+    acc = evaluate_static(lambda a, r: scores.expand(len(a), -1), ds.valid, ds.num_entities,
+                          ds.num_relations, static_filter(ds))
+    # a r1 ?=c: 2 (b filtered); b r1 ?=x: 4; ? r1 c=a: 1; ? r1 x=b: 2
+    assert acc.result() == pytest.approx({"count": 4, "mrr": (1 / 2 + 1 / 4 + 1 + 1 / 2) / 4,
+                                          "hits@1": 0.25, "hits@3": 0.75, "hits@10": 1.0})
+
+
 def test_unseen_dropped_with_warning(make_dataset_dir):
     folder = make_dataset_dir(UNSEEN)
     with pytest.warns(UnseenEntityWarning) as record:
-        ds = load(folder)
+        ds = load(folder, unseen="drop")
     messages = [str(w.message) for w in record]
     assert any("dropped 1 of 2 valid" in m and "valid.txt" in m for m in messages)
     assert any("dropped 1 of 2 test" in m for m in messages)
     assert ds.valid.tolist() == [[0, 0, 2]] and ds.test.tolist() == [[1, 1, 0]]
     assert ds.entities == ["a", "b", "c", "x"]  # the vocabulary still lists x
-    assert ds.dropped == {"valid": 1, "test": 1}
+    assert ds.dropped == ds.unseen == {"valid": 1, "test": 1}
     assert "dropped as unseen in train: 1 valid, 1 test" in str(ds)
 
 
@@ -294,10 +317,80 @@ def test_missing_split_file(make_dataset_dir, tiny_static_dir):
         ({"entity2id.txt": "A\t0\nB\t1\nC\t2\nD\t3\nE\t5\n"},
          r"entity2id\.txt: line 5: id 5 out of range \(the 5 ids must be 0\.\.4\)"),
         ({"relation2id.txt": "Make_statement\tzero\n"}, r"relation2id\.txt: line 1: id 'zero' is not an integer"),
+        # the extrapolation order: train times (0..10) < valid (20) < test (30)
+        ({"valid.txt": "1\t0\t3\t20\n2\t1\t0\t10\n"},
+         r"valid\.txt: line 2: time 10 is not after the last train time 10 \(train\.txt line 1\)"),
+        ({"valid.txt": "1\t0\t3\t5\n"}, r"valid\.txt: line 1: time 5 is not after the last train time 10"),
+        ({"test.txt": "4\t1\t0\t30\n3\t0\t2\t20\n"},
+         r"test\.txt: line 2: time 20 is not after the last valid time 20 \(valid\.txt line 1\)"),
+        ({"test.txt": "4\t1\t0\t15\n"}, r"test\.txt: line 1: time 15 is not after the last valid time 20"),
+        ({"train.txt": "0\t0\t1\t10\n1\t1\t2\t-5\n"}, r"train\.txt: line 2: time -5 is negative"),
+        # int() would read these as 10 and 1
+        ({"train.txt": "0\t0\t1\t10\n1\t1_0\t2\t0\n"}, r"train\.txt: line 2: relation id '1_0' is not an integer"),
+        ({"valid.txt": "1\t0\t3\t20\n\u0661\t1\t0\t20\n"}, r"valid\.txt: line 2: entity id '\u0661' is not an integer"),
+        ({"entity2id.txt": "A\t0\nB\t1\nA\t2\nD\t3\nE\t4\n"}, r"entity2id\.txt: line 3: name 'A' repeats line 1"),
+        ({"relation2id.txt": "Consult\t0\nConsult\t1\n"}, r"relation2id\.txt: line 2: name 'Consult' repeats line 1"),
+        ({"entity2id.txt": "A\t0\t-\nB\t1\t-\nC\t2\t-\nD\t3\t-\nE\t4\t-\n"},
+         r"entity2id\.txt: line 1: expected 2 \(name, id\) or 4 \(name, id, start, end\) tab-separated fields, "
+         r"found 3"),
+        ({"relation2id.txt": "Make_statement\t0\t-\t-\nConsult\t1\t-\t-\n"},
+         r"relation2id\.txt: line 1: expected 2 \(name, id\) tab-separated fields, found 4"),
     ],
 )
 def test_bad_temporal_input(make_dataset_dir, tiny_temporal_dir, files, pattern):
     assert re.search(pattern, _error(make_dataset_dir(files_of(tiny_temporal_dir) | files)))
+
+
+def test_temporal_names_without_maps_are_checked_in_time_too(make_dataset_dir):
+    folder = make_dataset_dir({"train.txt": "A\tvisit\tB\t2014\n", "valid.txt": "C\tvisit\tA\t2013\n",
+                               "test.txt": "D\tmeet\tA\t2016\n"})
+    assert re.search(r"valid\.txt: line 1: time 2013 is not after the last train time 2014", _error(folder))
+
+
+def test_bad_temporal_data_exits_2_naming_file_and_line_and_writes_nothing(make_dataset_dir, tiny_temporal_dir,
+                                                                          tmp_path):
+    folder = make_dataset_dir(files_of(tiny_temporal_dir) | {"train.txt": "0\t0\t1\t10\n-1\t1\t2\t0\n"})
+    before = sorted(p.name for p in folder.iterdir())
+    cli = subprocess.run([sys.executable, "-m", "kgsearch.data", str(folder)], capture_output=True, text=True)
+    assert cli.returncode == 2 and cli.stdout == ""
+    assert cli.stderr == (f"kgsearch: error: {folder / 'train.txt'}: line 2: entity id -1 out of range "
+                          "(entity2id.txt has ids 0..4)\n")
+    # training on a leaky split stops before its output folder exists
+    leaky = make_dataset_dir(files_of(tiny_temporal_dir) | {"valid.txt": "1\t0\t3\t5\n"}, name="leaky")
+    run = tmp_path / "run.yaml"
+    run.write_text(f"model: dkgr\ndataset: {leaky}\nparams:\n  dim: 8\n  epochs: 1\n", encoding="utf-8")
+    out = tmp_path / "out"
+    train = subprocess.run([sys.executable, "-m", "kgsearch.train", str(run), "--out", str(out)],
+                           capture_output=True, text=True)
+    assert train.returncode == 2, train.stderr
+    assert train.stderr.strip().splitlines() == [
+        f"kgsearch: error: {leaky / 'valid.txt'}: line 1: time 5 is not after the last train time 10 "
+        "(train.txt line 1); the extrapolation split needs every train time < every valid time < every test time"]
+    assert not out.exists() and sorted(p.name for p in folder.iterdir()) == before
+
+
+RENET_YAGO = {  # RE-NET's YAGO layout: validity dates in entity2id.txt, a constant 5th column, stat = N, R, T
+    "entity2id.txt": "<Getafe_CF>\t1\t1983-07-08\t####-##-##\n<Athletic_Park_(Vancouver)>\t0\t1913-##-##\t####-##-##\n"
+                     "<Spain>\t2\t####-##-##\t####-##-##\n",
+    "relation2id.txt": "<wasBornIn>\t0\n<isAffiliatedTo>\t1\n",
+    "stat.txt": "3\t2\t3",
+    "train.txt": "1\t1\t2\t0\t0\n0\t0\t2\t0\t0\n",
+    "valid.txt": "1\t0\t2\t1\t0\n",
+    "test.txt": "0\t1\t1\t2\t0\n",
+}
+
+
+def test_renet_yago_entity2id_with_validity_dates(make_dataset_dir):
+    ds = load(make_dataset_dir(RENET_YAGO, name="YAGO"))
+    assert isinstance(ds, TemporalDataset)
+    assert ds.entities == ["<Athletic_Park_(Vancouver)>", "<Getafe_CF>", "<Spain>"]
+    assert ds.relations == ["<wasBornIn>", "<isAffiliatedTo>"]
+    assert ds.train.tolist() == [[1, 1, 2, 0], [0, 0, 2, 0]] and ds.test.tolist() == [[0, 1, 1, 2]]
+
+
+def test_yago_and_wiki_are_known_temporal_names():
+    assert data.known_kind("YAGO") == data.known_kind("wiki") == "temporal"
+    assert canonical_name("YAGO") == "yago" and canonical_name("YAGO3-10") == "yago3-10"
 
 
 def test_temporal_needs_both_maps(make_dataset_dir, tiny_temporal_dir):
@@ -314,19 +407,52 @@ def test_bad_split_name(tiny_temporal_dir):
 # ---------------------------------------------------------------------------------------------- shared copies
 
 
-@pytest.mark.skipif(not (SHARED / "fb15k-237").is_dir(), reason="shared fb15k-237 copy not present")
-def test_shared_fb15k237_counts():
-    ds = load("fb15k-237", data_root=SHARED, unseen="keep")  # train.txt.gz + entities/relations lists
+def test_shared_copies_resolve_from_the_repository_or_the_env(monkeypatch, tmp_path, shared_datasets):
+    from conftest import REPO, SKIP_NO_DATA, shared_dataset_roots
+
+    beside = (REPO.parent / "shared" / "datasets", "beside the checkout")
+    assert shared_dataset_roots() == [beside]  # the autouse fixture cleared $KGSEARCH_DATA_ROOT
+    monkeypatch.setenv(data.DATA_ROOT_ENV, str(tmp_path))
+    assert shared_dataset_roots() == [(tmp_path, "$KGSEARCH_DATA_ROOT"), beside]
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        shared_datasets("no-such-benchmark")
+    reason = str(skipped.value)
+    assert SKIP_NO_DATA in reason and str(beside[0]) in reason and "KGSEARCH_DATA_ROOT" in reason
+
+
+def test_no_machine_specific_dataset_folder_in_tests_configs_or_search_spaces():
+    from conftest import REPO
+
+    absolute = re.compile(r"(?<![\w.])/[\w./-]*shared/datasets")  # "../shared/datasets" is fine
+    files = [*(REPO / "tests").glob("*.py"), *(REPO / "configs").glob("*.yaml"),
+             *(REPO / "search_spaces").glob("*.yaml")]
+    named = [f"{p.relative_to(REPO)}: {m.group()}"
+             for p in files for m in absolute.finditer(p.read_text(encoding="utf-8"))]
+    assert not named
+
+
+def test_shared_fb15k237_counts(shared_datasets):
+    root = shared_datasets("fb15k-237")
+    ds = load("fb15k-237", data_root=root)  # train.txt.gz + entities/relations lists; unseen kept
     assert (ds.num_entities, ds.num_relations) == (14541, 237)
     assert [ds.split(s).shape[0] for s in data.SPLITS] == [272115, 17535, 20466]
+    assert ds.unseen == {"valid": 9, "test": 28} and ds.dropped == {}  # datasets README: 9 valid / 28 test
+    assert ds.seen_only("test").shape[0] == 20438
     with pytest.warns(UnseenEntityWarning):
-        dropped = load("fb15k237", data_root=SHARED)
-    assert dropped.dropped == {"valid": 9, "test": 28}  # datasets README: 9 valid / 28 test triples
+        dropped = load("fb15k237", data_root=root, unseen="drop")
+    assert dropped.dropped == {"valid": 9, "test": 28}
+    assert torch.equal(dropped.test, ds.seen_only("test"))
 
 
-@pytest.mark.skipif(not (SHARED / "icews18").is_dir(), reason="shared icews18 copy not present")
-def test_shared_icews18_counts():
-    ds = load("ICEWS18", data_root=SHARED)
+def test_shared_icews18_counts(shared_datasets):
+    ds = load("ICEWS18", data_root=shared_datasets("icews18"))
     assert (ds.num_entities, ds.num_relations, ds.num_times) == (23033, 256, 304)
     assert [ds.split(s).shape[0] for s in data.SPLITS] == [373018, 45995, 49545]
     assert ds.times[:2].tolist() == [0, 24]
+
+
+def test_shared_temporal_copies_pass_the_extrapolation_checks(shared_datasets):
+    root = shared_datasets("icews14", "icews05-15")
+    for name in ("icews14", "icews05-15"):
+        ds = load(name, data_root=root)
+        assert ds.train[:, 3].max() < ds.valid[:, 3].min() and ds.valid[:, 3].max() < ds.test[:, 3].min()

@@ -17,7 +17,8 @@ from kgsearch.data import download
 from kgsearch.data.download import RemoteDataset, RemoteFile, fetch, fetch_file
 from kgsearch.errors import KGSearchError
 
-SHARED = Path("/work/shared/datasets")
+# The datasets with a shared copy (the datasets README); yago and wiki have none.
+SHARED_NAMES = ("family", "umls", "wn18rr", "fb15k-237", "nell-995", "yago3-10", "icews14", "icews18", "icews05-15")
 
 
 def sha(payload: bytes) -> str:
@@ -157,6 +158,30 @@ def test_registry_is_well_formed():
             assert all(url.startswith("https://raw.githubusercontent.com/") for url in remote.urls)
 
 
+YAGO_FILES = {  # RE-NET's layout, as the registry's URLs serve it
+    "entity2id.txt": b"<Getafe_CF>\t0\t1983-07-08\t####-##-##\n<Spain>\t1\t####-##-##\t####-##-##\n",
+    "relation2id.txt": b"<isAffiliatedTo>\t0\n",
+    "stat.txt": b"2\t1\t3",
+    "train.txt": b"0\t0\t1\t0\t0\n",
+    "valid.txt": b"1\t0\t0\t1\t0\n",
+    "test.txt": b"0\t0\t1\t2\t0\n",
+}
+
+
+@pytest.mark.parametrize("name, folder", [("yago", "YAGO"), ("wiki", "WIKI")])
+def test_yago_and_wiki_download_and_load(server, tmp_path, monkeypatch, name, folder):
+    spec = download.REGISTRY[name]
+    assert {f.name for f in spec.files} == set(YAGO_FILES)
+    assert all(len(f.urls) == 1 and f.urls[0].endswith(f"/data/{folder}/{f.name}") for f in spec.files)
+    # The same entry served from 127.0.0.1: file names and checksum rules as registered.
+    local = tuple(RemoteFile(f.name, (server.file(f.name, YAGO_FILES[f.name]),), sha(YAGO_FILES[f.name]))
+                  for f in spec.files)
+    monkeypatch.setitem(download.REGISTRY, name, RemoteDataset(name, local, spec.source))
+    ds = data.load(name.upper(), data_root=tmp_path / "root", download=True)
+    assert (ds.name, ds.num_entities, ds.num_relations, ds.num_times) == (name, 2, 1, 3)
+    assert (tmp_path / "root" / name / "stat.txt").is_file()
+
+
 def _as_published(dataset: str, name: str, payload: bytes) -> bytes:
     """The shared copies normalised two sources; undo that to get the bytes the URLs serve."""
     if dataset == "fb15k-237" and name in ("valid.txt", "test.txt"):
@@ -167,18 +192,18 @@ def _as_published(dataset: str, name: str, payload: bytes) -> bytes:
     return payload
 
 
-@pytest.mark.skipif(not SHARED.is_dir(), reason="shared dataset copies not present")
-def test_registry_checksums_match_the_shared_copies():
+def test_registry_checksums_match_the_shared_copies(shared_datasets):
+    root = shared_datasets(*SHARED_NAMES)
     checked = 0
-    for name, spec in download.REGISTRY.items():
-        for remote in spec.files:
+    for name in SHARED_NAMES:
+        for remote in download.REGISTRY[name].files:
             if remote.sha256 is None:
                 continue
-            local = SHARED / name / remote.name
+            local = root / name / remote.name
             assert sha(_as_published(name, remote.name, local.read_bytes())) == remote.sha256, f"{name}/{remote.name}"
             checked += 1
     assert checked == 49
-    gz = SHARED / "fb15k-237" / "train.txt.gz"
+    gz = root / "fb15k-237" / "train.txt.gz"
     if gz.is_file():  # the README's decompressed hash, as a guard on the copy itself
         assert sha(gzip.decompress(gz.read_bytes())).startswith("61099230")
 

@@ -2,10 +2,11 @@
 
 ``load(name_or_path)`` finds the folder (a bundled name, a name under the data root or the download
 cache, or a path; see `names`), optionally downloads it (`download`), and reads it (`readers`, which
-documents the folder layout) into a `StaticDataset` or `TemporalDataset` (`types`).
+documents the folder layout, on top of the file parsing in `parse`) into a `StaticDataset` or
+`TemporalDataset` (`types`).
 
-Modules import downwards only: `types` and `names` depend on nothing here, `readers` on `types`,
-`download` on `names`, and this package on all of them.
+Modules import downwards only: `types`, `names` and `parse` depend on nothing here, `readers` on
+`parse` and `types`, `download` on `names`, and this package on all of them.
 """
 
 from __future__ import annotations
@@ -24,8 +25,17 @@ from kgsearch.data.names import (
     known_kind,
     locate,
 )
-from kgsearch.data.readers import UNSEEN_MODES, _find, detect_kind, load_folder
-from kgsearch.data.types import SPLITS, Dataset, StaticDataset, TemporalDataset, UnseenEntityWarning, describe
+from kgsearch.data.parse import find_file
+from kgsearch.data.readers import UNSEEN_MODES, detect_kind, load_folder
+from kgsearch.data.types import (
+    SPLITS,
+    Dataset,
+    StaticDataset,
+    TemporalDataset,
+    UnseenEntityWarning,
+    describe,
+    seen_in_train,
+)
 from kgsearch.errors import KGSearchError, cli_entry
 
 # `kgsearch.data.download` is imported where it is used: importing it here would make runpy warn,
@@ -37,7 +47,7 @@ def resolve(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None
     """Return (folder, dataset name) for a bundled name, a name under a data root, or a folder path."""
     found = locate(name_or_path, data_root)
     if found.folder is not None:
-        if download and found.in_root and any(_find(found.folder, s) is None for s in SPLITS):
+        if download and found.in_root and any(find_file(found.folder, s) is None for s in SPLITS):
             from kgsearch.data.download import fetch  # an interrupted download: complete it
 
             return fetch(found.name, cache_dir=found.folder.parent), found.name
@@ -58,12 +68,17 @@ def resolve(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None
     )
 
 
-def load(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None, unseen: str = "drop",
+def load(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = None, unseen: str = "keep",
          download: bool = False) -> Dataset:
     """Load a dataset by name (bundled ``umls`` / ``icews14``, else ``<data_root>/<name>``) or folder path.
 
     `data_root` defaults to ``$KGSEARCH_DATA_ROOT``; the download cache is searched too. The network is
     used only with ``download=True`` (and only when the dataset is not already on disk).
+    `unseen` (static data): static valid/test triples with an entity or relation absent from train are
+    kept (``"keep"``, the published protocol: headline numbers are on the full split; their count is
+    ``dataset.unseen`` and ``dataset.seen_only(split)`` the split without them), dropped with an
+    ``UnseenEntityWarning`` (``"drop"``, count in ``dataset.dropped``) or an error (``"error"``).
+    Malformed files raise `KGSearchError` naming the file and line.
     """
     if unseen not in UNSEEN_MODES:
         raise KGSearchError(f"unseen={unseen!r}: expected one of {', '.join(UNSEEN_MODES)}")
@@ -74,7 +89,7 @@ def load(name_or_path: str | os.PathLike, data_root: str | os.PathLike | None = 
 __all__ = [
     "BUNDLED", "BUNDLED_DIR", "DATA_ROOT_ENV", "KNOWN", "KNOWN_KINDS", "SPLITS", "UNSEEN_MODES", "Dataset",
     "StaticDataset", "TemporalDataset", "UnseenEntityWarning", "canonical_name", "default_cache_dir", "describe",
-    "detect_kind", "known_kind", "load", "load_folder", "resolve",
+    "detect_kind", "known_kind", "load", "load_folder", "resolve", "seen_in_train",
 ]
 
 
@@ -86,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m kgsearch.data", description="Load a dataset and print its counts.")
     parser.add_argument("dataset", help=f"bundled ({', '.join(BUNDLED)}), a name under the data root, or a folder")
     parser.add_argument("--data-root", default=None, help=f"default: ${DATA_ROOT_ENV}")
-    parser.add_argument("--unseen", choices=UNSEEN_MODES, default="drop")
+    parser.add_argument("--unseen", choices=UNSEEN_MODES, default="keep",
+                        help="static valid/test triples with an entity or relation unseen in train (default: keep)")
     parser.add_argument("--download", action="store_true", help="fetch a known dataset if it is not on disk")
     args = parser.parse_args(argv)
     print(describe(load(args.dataset, args.data_root, unseen=args.unseen, download=args.download)))

@@ -7,8 +7,9 @@ The URLs pin the commits the shared copies were taken from (see the datasets REA
 given only where the downloaded bytes are known exactly: it was computed from the local copy and
 cross-checked against the source's git blob hash (for the RED-GNN ``train.txt`` = ``facts.txt`` +
 ``train.txt`` concatenation, for the CRLF originals of FB15k-237 valid/test, and for RE-NET's space-padded
-5-column ICEWS18 rows). ``None`` marks files whose exact bytes we could not verify; they are downloaded
-unchecked.
+5-column ICEWS18 rows); ``yago`` and ``wiki`` have no shared copy, so theirs were computed from the
+git blobs of the pinned commit. ``None`` marks files whose exact bytes we could not verify; they are
+downloaded unchecked.
 """
 
 from __future__ import annotations
@@ -132,6 +133,23 @@ REGISTRY: dict[str, RemoteDataset] = {
             "stat": "2274a315b1019de6ec3c07298313d8877174985314c14b79d449e813229a602c",
             "e-w-graph": "4bebcfa6bd756ca54730e5d769e07c154d373439d91f9fae84f2cbc7283804aa",
             "word2id": "c0e68a4a85c421f8f408404472a5706093d28c152f94c725b98bec976b839a5c"}),
+        # RE-NET's temporal YAGO and WIKI (blob-identical to INK-USC/RE-Net's data/): rows with a constant
+        # 5th column, YAGO's entity2id with validity dates, no entity-word graph. WIKI's train.txt blob
+        # (over 4 MiB) was not available to hash.
+        _tirgn("yago", "YAGO", {
+            "train": "31f78c30627ffe143940a5dadf06562602944e58f1c766481e894a366561f7ec",
+            "valid": "c99d9d520264a9f0f8ef5774436f0d3941fbb3637181b6f2ad0dd665da9d2bb2",
+            "test": "9b2c808c89f9045ddbc92983b84e88333fa1ce695abacd4f2531d47d9df5248a",
+            "entity2id": "3a5482d19f80b3936ca735ea105db799f5c500b170c57f7a59f0ea2650231789",
+            "relation2id": "83e460205fa11720980c814aa99d70b4ec42ff9571f7ce9915390e262fc8dc34",
+            "stat": "49cf9bb1e0340938ab7da557e7c50168d05a8ecdf1207c9425cb1b041f903eed"}),
+        _tirgn("wiki", "WIKI", {
+            "train": None,
+            "valid": "d9fb60e43b9e6ed970c6c63f1252d2bb5b3ed60eb1384a51e4b771d624350663",
+            "test": "3e70736c25102f85faac7e0763263d67b113a3698e71efac72bb4dc2f84c9d79",
+            "entity2id": "307628d198b9369b650d46bb88980b38ed0957a9e8148227c94907f9b2804f01",
+            "relation2id": "50e6d3c632dde882c8a84aece1eda1f640f4a79a184033eb0941c10dad90e517",
+            "stat": "6dc7a849dd77bbb4a88220d34636ded1f7fb879c6d4e8a0bc74bc1ae99fe146f"}),
     )
 }
 

@@ -16,10 +16,13 @@ from kgsearch.errors import KGSearchError
 DATA_ROOT_ENV = "KGSEARCH_DATA_ROOT"
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "datasets"
 BUNDLED = ("umls", "icews14")  # shipped in kgsearch/datasets/, loaded without a data root
-KNOWN = ("family", "umls", "wn18rr", "fb15k-237", "nell-995", "yago3-10", "icews14", "icews18", "icews05-15")
+KNOWN = ("family", "umls", "wn18rr", "fb15k-237", "nell-995", "yago3-10", "icews14", "icews18", "icews05-15",
+         "yago", "wiki")
+# "yago" / "wiki" are RE-NET's temporal YAGO and WIKI (folders YAGO/, WIKI/ in RE-GCN's data), not YAGO3-10.
 KNOWN_KINDS: dict[str, str] = {
     "family": "static", "umls": "static", "wn18rr": "static", "fb15k-237": "static", "nell-995": "static",
     "yago3-10": "static", "icews14": "temporal", "icews18": "temporal", "icews05-15": "temporal",
+    "yago": "temporal", "wiki": "temporal",
 }
 # Normalised spelling (lower case, punctuation dropped) -> folder name; KNOWN names map to themselves.
 _ALIASES = {

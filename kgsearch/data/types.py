@@ -13,7 +13,17 @@ SPLITS = ("train", "valid", "test")
 
 
 class UnseenEntityWarning(UserWarning):
-    """Valid/test triples were dropped because an entity or relation does not occur in train."""
+    """Valid/test triples were dropped (``unseen="drop"``) because an entity or relation does not occur in train."""
+
+
+def seen_in_train(train: torch.Tensor, triples: torch.Tensor, num_entities: int, num_relations: int) -> torch.Tensor:
+    """Bool [n, 3]: whether each head / relation / tail of `triples` occurs in `train`."""
+    ent = torch.zeros(num_entities, dtype=torch.bool)
+    ent[train[:, 0]] = True
+    ent[train[:, 2]] = True
+    rel = torch.zeros(num_relations, dtype=torch.bool)
+    rel[train[:, 1]] = True
+    return torch.stack([ent[triples[:, 0]], rel[triples[:, 1]], ent[triples[:, 2]]], dim=1)
 
 
 @dataclass(eq=False, repr=False)
@@ -25,7 +35,10 @@ class StaticDataset:
     valid: torch.Tensor
     test: torch.Tensor
     path: str | None = None  # folder it was read from
-    dropped: dict[str, int] = field(default_factory=dict)  # split -> triples dropped as unseen
+    dropped: dict[str, int] = field(default_factory=dict)  # split -> triples removed by unseen="drop"
+    # split -> valid/test triples in the files with an entity or relation absent from train (kept by the
+    # default unseen="keep"; `seen_only` gives the split without them, for a labelled "dropped" variant)
+    unseen: dict[str, int] = field(default_factory=dict)
 
     @property
     def num_entities(self) -> int:
@@ -37,6 +50,11 @@ class StaticDataset:
 
     def split(self, split: str) -> torch.Tensor:
         return _get_split(self, split)
+
+    def seen_only(self, split: str) -> torch.Tensor:
+        """`split` without the triples whose entity or relation does not occur in train."""
+        triples = _get_split(self, split)
+        return triples[seen_in_train(self.train, triples, self.num_entities, self.num_relations).all(dim=1)]
 
     def __str__(self) -> str:
         return describe(self)
@@ -115,4 +133,7 @@ def describe(dataset: Dataset) -> str:
         if dataset.dropped:
             parts = ", ".join(f"{n:,} {s}" for s, n in dataset.dropped.items())
             text += f" (dropped as unseen in train: {parts})"
+        elif dataset.unseen:
+            parts = ", ".join(f"{n:,} {s}" for s, n in dataset.unseen.items())
+            text += f" (kept with an entity or relation unseen in train: {parts})"
     return text
