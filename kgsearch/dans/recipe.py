@@ -42,6 +42,8 @@ def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
 class DansConfig:
     # -- run -------------------------------------------------------------------------------------
     seed: int = 0                      # seeds init, permutations, negatives and diffusion noise
+    pretrain_seed: int = 0             # seeds the once-per-dataset preparation (pre-training, sampled structure,
+                                       # DAM, K-means), so runs of several seeds share one preparation
     epochs: int = 100                  # E_max: training epochs (τ_e = e / E_max, Eq. 14)
     eval_every: int = 10               # validate every this many epochs
     patience: int = 0                  # stop after this many validations without a new best (0: never)
@@ -150,7 +152,7 @@ class DansConfig:
         return PretrainSettings(
             scorer=self.pretrain_scorer, dim=self.pretrain_dim, gamma=self.pretrain_gamma, lr=self.pretrain_lr,
             epochs=self.pretrain_epochs, batch_size=self.pretrain_batch_size, negatives=self.pretrain_negatives,
-            adversarial_temperature=self.pretrain_adversarial_temperature, seed=self.seed)
+            adversarial_temperature=self.pretrain_adversarial_temperature, seed=self.pretrain_seed)
 
 
 def base_lrs(config: DansConfig) -> dict[str, float]:
@@ -169,11 +171,11 @@ def make_optimizers(config: DansConfig, model: DansModel) -> dict[str, torch.opt
 
 
 def _structure(config: DansConfig, dataset) -> torch.Tensor:
-    key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), "seed": config.seed,
+    key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), "seed": config.pretrain_seed,
            "samples": config.structure_samples, "exact_max_nodes": config.structure_exact_max_nodes}
     return cached("dans_structure", key, lambda: {"features": structural_features(
         dataset.train, dataset.num_entities, exact_max_nodes=config.structure_exact_max_nodes,
-        samples=config.structure_samples, seed=config.seed)})["features"]
+        samples=config.structure_samples, seed=config.pretrain_seed)})["features"]
 
 
 def _difficulty(config: DansConfig, dataset, pre: dict, structural: torch.Tensor) -> dict:
@@ -184,7 +186,7 @@ def _difficulty(config: DansConfig, dataset, pre: dict, structural: torch.Tensor
         target = rescale_target(DIFFICULTY_TARGETS[config.difficulty_target](scorer, dataset.train),
                                 config.difficulty_rescale)
         zeta = fit_difficulty(pre["entity"], structural, target, hidden=config.dam_hidden,
-                              epochs=config.dam_epochs, lr=config.dam_lr, seed=config.seed)
+                              epochs=config.dam_epochs, lr=config.dam_lr, seed=config.pretrain_seed)
         return {"difficulty": zeta, "target": target}
 
     key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), **asdict(settings),
@@ -198,7 +200,7 @@ def _clusters(config: DansConfig, dataset, pre: dict) -> torch.Tensor:
     key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset),
            **asdict(config.pretrain_settings()), "k": config.num_clusters}
     return cached("dans_kmeans", key, lambda: {"labels": kmeans_types(pre["entity"], config.num_clusters,
-                                                                       config.seed)})["labels"]
+                                                                       config.pretrain_seed)})["labels"]
 
 
 class DansRecipe:
@@ -212,15 +214,16 @@ class DansRecipe:
     # What prepare() reads (pre-training, structure, DAM). num_clusters is not among them: K-means on
     # the prepared embeddings is redone in __init__ when a trial searches K.
     prepare_fields: ClassVar[frozenset[str]] = frozenset({
-        "dans", "seed", "difficulty_target", "difficulty_rescale", "dam_hidden", "dam_epochs", "dam_lr", "structure_samples",
-        "structure_exact_max_nodes", "pretrain_scorer", "pretrain_dim", "pretrain_gamma", "pretrain_lr",
-        "pretrain_epochs", "pretrain_batch_size", "pretrain_negatives", "pretrain_adversarial_temperature"})
+        "dans", "pretrain_seed", "difficulty_target", "difficulty_rescale", "dam_hidden", "dam_epochs", "dam_lr",
+        "structure_samples", "structure_exact_max_nodes", "pretrain_scorer", "pretrain_dim", "pretrain_gamma",
+        "pretrain_lr", "pretrain_epochs", "pretrain_batch_size", "pretrain_negatives",
+        "pretrain_adversarial_temperature"})
 
     @classmethod
     def prepare(cls, config: DansConfig, dataset) -> dict:
         """Pre-training, structural features, DAM difficulty ζ, K-means types, neighbour index (cached).
 
-        Depends only on fixed params (pretrain_*, dam_*, structure_*, difficulty_target, num_clusters, seed),
+        Depends only on fixed params (pretrain_*, dam_*, structure_*, difficulty_*, num_clusters),
         never on the searched trial dim; `dans=false` skips all of it.
         """
         if not config.dans:
