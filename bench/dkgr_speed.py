@@ -3,13 +3,17 @@
     python bench/dkgr_speed.py layers --dataset icews14 --threads 1
     python bench/dkgr_speed.py epoch --dataset icews14 --history-len 3 --steps 30 --threads 1
     python bench/dkgr_speed.py epoch --dataset icews18 --history-len 6 --steps 10 --threads 1
+    python bench/dkgr_speed.py epoch --dataset icews18 --history-len 6 --steps 20 --threads 1 \
+        --set timestamps_per_step=4 --set share_history=true      # any DkgrConfig field
 
 `layers`: one R-GCN layer (forward + backward) on real snapshots of the dataset, d = 200, for
   * scatter  -- ours: W_1 (h_j + r) aggregated with index_add onto the active rows, self-loops;
   * rgcnconv -- PyG RGCNConv (per-relation weights, basis decomposition, mean per relation);
   * fast_rgcnconv -- PyG FastRGCNConv (gathers one d x d weight per edge).
-`epoch`: `--steps` training steps of the real recipe (after 3 warm-up steps) extrapolated to one
-  epoch (every training timestamp with history), plus one full validation pass; prints peak RSS.
+`epoch`: the first `--steps` training timestamps of the real recipe (after a warm-up on 3) extrapolated
+  to one epoch (every training timestamp with history, or `timestamps_per_epoch` of them), plus one
+  full validation pass; prints peak RSS. `cpu_s_per_step` is per training timestamp (one step each
+  unless `timestamps_per_step` > 1).
 
 Times are CPU seconds of this process (time.process_time) *and* wall seconds: on a shared machine
 the CPU time is the stable figure, wall time includes waiting for other jobs' cores.
@@ -24,6 +28,7 @@ import statistics
 import time
 
 import torch
+import yaml
 
 from kgsearch.config import config_from_dict
 from kgsearch.data import load
@@ -94,11 +99,14 @@ def bench_layers(args) -> dict:
 def bench_epoch(args) -> dict:
     dataset = load(args.dataset, data_root=args.data_root)
     params = {"history_len": args.history_len, "precision": args.precision, "rgcn_impl": args.rgcn_impl}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        params[key] = yaml.safe_load(value)
     config = config_from_dict(DkgrConfig, params, "bench")
     prepared = DkgrRecipe.prepare(config, dataset)
     recipe = DkgrRecipe(config, dataset, prepared, device=args.device)
     all_times = recipe.train_times
-    n_epoch = len(all_times)
+    n_epoch = min(len(all_times), config.timestamps_per_epoch or len(all_times))
     recipe.train_times = all_times[:3]
     recipe.train_epoch(0)                                   # warm-up
     recipe.train_times = all_times[:args.steps]
@@ -112,6 +120,8 @@ def bench_epoch(args) -> dict:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"dataset": dataset.name, "entities": dataset.num_entities, "history_len": args.history_len,
             "precision": "bf16" if recipe.bf16 else "fp32", "rgcn_impl": args.rgcn_impl,
+            "overrides": {k: v for k, v in params.items()
+                          if k not in ("history_len", "precision", "rgcn_impl")},
             "threads": torch.get_num_threads(), "train_timestamps_per_epoch": n_epoch,
             "timed_steps": len(recipe.train_times),
             "cpu_s_per_step": cpu_step, "wall_s_per_step": wall_step,
@@ -138,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=30, help="epoch: timed training steps")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--rgcn-impl", default="scatter", choices=["scatter", "pyg", "pyg_fast"])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="epoch: a DkgrConfig field (YAML value), e.g. share_history=true; repeatable")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = bench_layers(args) if args.what == "layers" else bench_epoch(args)

@@ -139,11 +139,12 @@ def test_bf16_training_keeps_the_evolution_in_fp32(monkeypatch):
 
         def wrapped(*args):
             out = fn(*args)
-            seen.add((name, (out[0] if isinstance(out, tuple) else out).dtype))
+            first = out[0] if isinstance(out, tuple) else out
+            seen.add((name, (first[0] if isinstance(first, list) else first).dtype))
             return out
         monkeypatch.setattr(owner, attr, wrapped)
 
-    record(recipe.model, "encode", "encode")
+    record(recipe.model, "evolve", "encode")
     record(recipe.model.entity_decoder, "query", "decode")
     assert torch.isfinite(torch.tensor(recipe.train_epoch(1)["loss"]))
     assert seen == {("encode", torch.float32), ("decode", torch.bfloat16)}

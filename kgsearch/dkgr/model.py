@@ -29,8 +29,8 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from kgsearch.dkgr.cpu_ops import cross_entropy, l2_normalize
 from kgsearch.dkgr.decoders import make_decoder
 from kgsearch.dkgr.history import Snapshot
 from kgsearch.dkgr.rgat import RelationalGAT
@@ -44,11 +44,17 @@ def angle_loss(static: torch.Tensor, evolved: Sequence[torch.Tensor], gamma_deg:
     Eq. 11-14 with the sign the printed text garbles: penalise angles wider than theta_tau. tau runs
     over the evolution steps 1..m (E_{t-m+1} .. E_t): tau = 0 would be the initial state, which RE-GCN's
     implementation of the same loss skips as well.
+
+    cos is F.cosine_similarity's (x1 / max(|x1|, eps)) . (x2 / max(|x2|, eps)) with the static side
+    normalised once for all m steps instead of inside every call.
     """
+    eps = 1e-8   # F.cosine_similarity's
+    static_unit = static / torch.linalg.vector_norm(static, dim=1, keepdim=True).clamp_min(eps)
     loss = static.new_zeros(())
     for tau, emb in enumerate(evolved, start=1):
         cos_theta = math.cos(math.radians(min(gamma_deg * tau, 90.0)))
-        loss = loss + (cos_theta - F.cosine_similarity(static, emb, dim=1)).clamp(min=0).sum()
+        cos = (static_unit * emb).sum(1) / torch.linalg.vector_norm(emb, dim=1).clamp_min(eps)
+        loss = loss + (cos_theta - cos).clamp(min=0).sum()
     return loss
 
 
@@ -118,22 +124,22 @@ class DkgrModel(nn.Module):
         return out[: self.num_entities]
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        return F.normalize(x, dim=-1) if self.cfg.layer_norm else x
+        return l2_normalize(x) if self.cfg.layer_norm else x
 
-    def encode(self, steps: Sequence[Snapshot], e_static: torch.Tensor | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """Evolve over the history snapshots; returns (E_t, R_t, [E after each step]).
+    def evolve(self, steps: Sequence[Snapshot], e_static: torch.Tensor | None = None
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Evolve over the history snapshots, oldest first: ([E after each step], [R after each step]).
 
         `e_static` is `static_embedding()`, computed once by the caller for all timestamps of a batch.
         """
         if e_static is not None and self.cfg.static_init:
-            h = F.normalize(e_static, dim=-1)   # RE-GCN: the static view seeds the evolution
+            h = l2_normalize(e_static)   # RE-GCN: the static view seeds the evolution
         else:
             h = self._norm(self.ent_emb)
         r = self.rel_emb
-        evolved = []
+        hs, rs = [], []
         num_rel2 = self.rel_emb.shape[0]
-        for snap in steps:
+        for snap in steps:   # sequential: step i needs E and R of step i - 1
             # Eq. 4: mean of E_{t-1} over the entities each relation touches at t (0 if absent).
             pooled = h.new_zeros(num_rel2, h.shape[1]).index_add(0, snap.pair_rel,
                                                                  h.index_select(0, snap.pair_ent))
@@ -143,31 +149,42 @@ class DkgrModel(nn.Module):
             e_struct = self.rgcn(h, r, snap) if self.cfg.rgcn else self.rand_ent   # Eq. 3
             e_struct = self._norm(e_struct)
             u = torch.sigmoid(self.gate(e_struct))                            # Eq. 6
-            h = u * e_struct + (1 - u) * h                                    # Eq. 7
-            evolved.append(h)
-        return h, r, evolved
+            h = torch.lerp(h, e_struct, u)          # Eq. 7: u * E'_t + (1 - u) * E_{t-1}, one pass
+            hs.append(h)
+            rs.append(r)
+        return hs, rs
+
+    def encode(self, steps: Sequence[Snapshot], e_static: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """(E_t, R_t, [E after each step]) after the history `steps` (at least one)."""
+        hs, rs = self.evolve(steps, e_static)
+        return hs[-1], rs[-1], hs
 
     # ------------------------------------------------------------------ decoders
+    # `ent` is tanh(h) -- RE-GCN's ConvTransE squashes the entity matrix before decoding. Callers that
+    # decode several batches from one state pass it in so that it is computed (and differentiated) once.
     def entity_scores(self, h: torch.Tensor, r: torch.Tensor, anchors: torch.Tensor,
-                      rels: torch.Tensor) -> torch.Tensor:
+                      rels: torch.Tensor, ent: torch.Tensor | None = None) -> torch.Tensor:
         """[B, N] scores for (anchor, rel, ?), rel in [0, 2R) (head queries use r + R)."""
-        ent = torch.tanh(h)   # RE-GCN's ConvTransE squashes the entity matrix before decoding
+        ent = torch.tanh(h) if ent is None else ent
         return self.entity_decoder(ent[anchors], r[rels], ent)
 
     def relation_scores(self, h: torch.Tensor, r: torch.Tensor, subj: torch.Tensor,
-                        obj: torch.Tensor) -> torch.Tensor:
+                        obj: torch.Tensor, ent: torch.Tensor | None = None) -> torch.Tensor:
         """[B, 2R] scores for (subj, ?, obj); (o, r + R, s) is the inverse of (s, r, o)."""
-        ent = torch.tanh(h)
+        ent = torch.tanh(h) if ent is None else ent
         return self.relation_decoder(ent[subj], ent[obj], r)
 
     # ------------------------------------------------------------------ training loss
-    def forward(self, batch: Sequence[tuple[Sequence[Snapshot], torch.Tensor]]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Whole training loss (Eq. 17) of a batch of timestamps, averaged over them.
+    def forward(self, batch: Sequence[tuple[Sequence[Snapshot], Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Whole training loss (Eq. 17) of a batch of history windows, averaged over them.
 
-        `batch` holds, per target timestamp t, its history snapshots and its facts [k, 3]. One call is
-        one DDP forward; E_s (static graph) is computed once and shared by the batch's timestamps.
-        Returns (loss, detached [L_e, L_r, L_st]).
+        A window is (steps, targets): its snapshots, evolved once, and targets = [(end, facts [k, 3])],
+        the timestamps decoded from the state after the window's first `end` steps. (steps, facts) is
+        one target after all steps -- the usual window of one timestamp and its m snapshots; the
+        recipe builds several-target windows only with `share_history`. One call is one DDP forward;
+        E_s (static graph) is computed once and shared by the batch. Returns (loss, detached
+        [L_e, L_r, L_st]).
         """
         # The evolution (Relational-GAT + the m-step recurrence) always runs in fp32; bf16 autocast, when
         # the caller enables it, covers the decoders only. Evolving in bf16 cost 1.1 / 1.9 / 2.4 points
@@ -175,27 +192,42 @@ class DkgrModel(nn.Module):
         # (docs/benchmarks_dkgr.md, "Precision").
         with torch.autocast(self.ent_emb.device.type, enabled=False):
             e_static = self.static_embedding() if self.static else None
-            encoded = [self.encode(steps, e_static) for steps, _ in batch]
+            evolved = [self.evolve(steps, e_static) for steps, _ in batch]
         parts = []
-        for (h, r, evolved), (_, facts) in zip(encoded, batch):   # per timestamp, each fully vectorised
-            s, rel, o = facts[:, 0], facts[:, 1], facts[:, 2]
-            subj = torch.cat([s, o])                              # both directions via inverse relations
-            rels = torch.cat([rel, rel + self.num_relations])
-            obj = torch.cat([o, s])
-            # Eq. 13/15/16 print sums (over queries, over entities). Taken literally ("sum"), or as RE-GCN
-            # does (CE mean + L_st sum, "regcn"), the angle loss over all |E| entities swamps L_e early on
-            # under grad-norm clipping: after 150 ICEWS14 steps the time-aware filtered MRR was 0.18
-            # ("sum") and 0.12 ("regcn") against 0.22 with both averaged ("mean", the default) -- and
-            # 0.21 with no static graph at all (docs/benchmarks_dkgr.md).
-            ce = "mean" if self.cfg.loss_reduction in ("mean", "regcn") else "sum"
-            loss_e = F.cross_entropy(self.entity_scores(h, r, subj, rels), obj, reduction=ce)    # Eq. 15
-            loss_r = F.cross_entropy(self.relation_scores(h, r, subj, obj), rels, reduction=ce)  # Eq. 16
-            loss_st = (angle_loss(e_static, evolved, self.cfg.angle_deg) if e_static is not None
-                       else loss_e.new_zeros(()))                                                # Eq. 14
+        for (hs, rs), (steps, targets) in zip(evolved, batch):
+            if torch.is_tensor(targets):
+                targets = [(len(steps), targets)]
+            ce = torch.stack([self._prediction_losses(hs[end - 1], rs[end - 1], facts)
+                              for end, facts in targets]).mean(0)
+            if e_static is not None:
+                # Eq. 14 over the window's states. A one-target window has at most m of them and the
+                # factor is 1; a shared window (m + k - 1 states) is scaled to the weight of m steps.
+                n = len(hs)
+                loss_st = angle_loss(e_static, hs, self.cfg.angle_deg) * (min(n, self.cfg.history_len) / n)
+            else:
+                loss_st = ce.new_zeros(())
             if self.cfg.loss_reduction == "mean":
                 loss_st = loss_st / self.num_entities
-            parts.append(torch.stack([loss_e, loss_r, loss_st]))
+            parts.append(torch.cat([ce, loss_st.reshape(1)]))
         mean = torch.stack(parts).mean(0)
         cfg = self.cfg
         loss = cfg.lambda_entity * mean[0] + cfg.lambda_relation * mean[1] + cfg.lambda_static * mean[2]
         return loss, mean.detach()
+
+    def _prediction_losses(self, h: torch.Tensor, r: torch.Tensor, facts: torch.Tensor) -> torch.Tensor:
+        """[L_e, L_r] (Eq. 15-16) of one timestamp's facts, both directions, decoded from (h, r)."""
+        s, rel, o = facts[:, 0], facts[:, 1], facts[:, 2]
+        subj = torch.cat([s, o])                              # both directions via inverse relations
+        rels = torch.cat([rel, rel + self.num_relations])
+        obj = torch.cat([o, s])
+        # Eq. 13/15/16 print sums (over queries, over entities). Taken literally ("sum"), or as RE-GCN
+        # does (CE mean + L_st sum, "regcn"), the angle loss over all |E| entities swamps L_e early on
+        # under grad-norm clipping: after 150 ICEWS14 steps the time-aware filtered MRR was 0.18
+        # ("sum") and 0.12 ("regcn") against 0.22 with both averaged ("mean", the default) -- and
+        # 0.21 with no static graph at all (docs/benchmarks_dkgr.md).
+        ce = "mean" if self.cfg.loss_reduction in ("mean", "regcn") else "sum"
+        ent = torch.tanh(h)
+        # cpu_ops.cross_entropy = F.cross_entropy in fp32, without materialising fp32 [B, N] copies.
+        loss_e = cross_entropy(self.entity_scores(h, r, subj, rels, ent), obj, ce)      # Eq. 15
+        loss_r = cross_entropy(self.relation_scores(h, r, subj, obj, ent), rels, ce)    # Eq. 16
+        return torch.stack([loss_e, loss_r])

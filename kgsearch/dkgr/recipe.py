@@ -4,6 +4,9 @@ Training follows RE-GCN: one optimisation step per training timestamp t (in a se
 permutation), predicting all facts of t from the m snapshots before it. `timestamps_per_step` > 1
 averages the loss of several timestamps in one step (E_s is then computed once per step, which saves
 CPU time); the paper's "batch size = 64" has no counterpart in this snapshot-wise scheme.
+`share_history` makes such a step take k consecutive timestamps and evolve their histories once
+(a change of the training semantics, see `_window`); `timestamps_per_epoch` trains on a seeded
+subset of the timestamps each epoch. Measured effects: docs/benchmarks_dkgr.md, "Speed".
 
 Evaluation (extrapolation protocol): for every timestamp of the split, the history is the m latest
 earlier snapshots with their ground truth; entity queries in both directions (head queries as
@@ -24,10 +27,10 @@ from kgsearch.dkgr.history import SnapshotHistory, all_quadruples, build_history
 from kgsearch.dkgr.model import DkgrModel
 from kgsearch.dkgr.static_graph import build_static_graph
 from kgsearch.errors import KGSearchError
-from kgsearch.evaluation import (RankAccumulator, both_directions, entity_query_keys, realistic_ranks,
-                                 relation_query_keys, temporal_entity_filter, temporal_relation_filter)
+from kgsearch.evaluation import (RankAccumulator, both_directions, entity_query_keys, relation_query_keys,
+                                 temporal_entity_filter, temporal_relation_filter)
 from kgsearch.precision import autocast, use_bf16
-from kgsearch.sharding import epoch_shard
+from kgsearch.sharding import epoch_order, epoch_shard
 
 PREPARE_VERSION = 1  # bump when the prepared tables change shape/meaning (invalidates the cache)
 
@@ -69,6 +72,11 @@ class DkgrConfig:
     weight_decay: float = 1e-5           # Adam L2 penalty (RE-GCN)
     grad_clip: float = 1.0               # max gradient norm
     timestamps_per_step: int = 1         # target timestamps per optimisation step (RE-GCN: 1)
+    share_history: bool = False          # with timestamps_per_step = k > 1: the step's k timestamps are
+                                         # consecutive and evolve one shared window (m + k - 1 snapshots
+                                         # instead of k * m; later ones see a longer history)
+    timestamps_per_epoch: int = 0        # > 0: train on this many timestamps per epoch, a seeded
+                                         # subset that changes every epoch (0 = all)
     epochs: int = 30                     # training epochs (the paper's 500 with early stopping)
     eval_every: int = 1                  # validate every k epochs
     eval_batch_size: int = 1024          # queries scored at once in evaluation (memory = B x N)
@@ -77,6 +85,8 @@ class DkgrConfig:
     def validate(self) -> None:
         positive = ("dim", "history_len", "rgcn_layers", "gat_layers", "decoder_channels", "kernel_size",
                     "num_bases", "timestamps_per_step", "epochs", "eval_every", "eval_batch_size")
+        if self.timestamps_per_epoch < 0:
+            raise ValueError(f"key 'timestamps_per_epoch' must be >= 0, got {self.timestamps_per_epoch}")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"key {name!r} must be >= 1, got {getattr(self, name)}")
@@ -158,20 +168,62 @@ class DkgrRecipe:
     # ------------------------------------------------------------------ training
     def epoch_shard(self, epoch: int) -> torch.Tensor:
         """Indices into `train_times` (timestamps with history) this rank trains on in `epoch`."""
-        return epoch_shard(len(self.train_times), self.config.seed, epoch, self.rank, self.world_size)
+        return torch.cat([torch.tensor(g, dtype=torch.long) for g in self._epoch_steps(epoch)]
+                         + [torch.zeros(0, dtype=torch.long)])
+
+    def _epoch_steps(self, epoch: int) -> list[list[int]]:
+        """This rank's optimisation steps in `epoch`, each a list of indices into `train_times`.
+
+        Without `share_history`: the seeded permutation of the timestamps, sharded, in chunks of
+        `timestamps_per_step`. With it: blocks of k consecutive timestamps (the block boundaries move by
+        a seeded offset each epoch, so a timestamp is not always first or last in its block), the blocks
+        permuted and sharded. `timestamps_per_epoch` keeps a prefix of the permutation: every rank
+        takes the same number of steps, and the subset differs between epochs.
+        """
+        cfg, n = self.config, len(self.train_times)
+        k = cfg.timestamps_per_step
+        if cfg.share_history and k > 1:
+            offset = int(epoch_order(k, cfg.seed, epoch)[0])
+            cuts = sorted({0, *range(offset, n, k), n})
+            units = [list(range(a, b)) for a, b in zip(cuts, cuts[1:])]
+            per_unit = k
+        else:
+            units, per_unit = [[i] for i in range(n)], 1
+        order = epoch_shard(len(units), cfg.seed, epoch, self.rank, self.world_size).tolist()
+        if cfg.timestamps_per_epoch:
+            order = order[:max(1, -(-cfg.timestamps_per_epoch // (per_unit * self.world_size)))]
+        if per_unit > 1:
+            return [units[u] for u in order]
+        return [[units[u][0] for u in order[i:i + k]] for i in range(0, len(order), k)]
+
+    def _window(self, group: list[int]) -> tuple[list, list]:
+        """One shared history window for consecutive training timestamps `group` (share_history).
+
+        The window runs from the history start of the first timestamp (its m latest earlier snapshots)
+        to the last one's history end, and is evolved once; timestamp j is decoded from the state before
+        its own snapshot. So the j-th timestamp of a block has m + j history snapshots, all starting at
+        the same point, where evaluation (and training without share_history) uses exactly m: this
+        changes the training semantics, for (m + k - 1) / k instead of m evolution steps per timestamp.
+        """
+        times = [self.train_times[j][0] for j in group]
+        first = self.history.slots_before(times[0])
+        start, end = (first[0] if first else 0), self.history.before[times[-1]]
+        steps = [self.history.snapshot(s) for s in range(start, end)]
+        targets = [(self.history.before[t] - start, self.train_times[j][1]) for t, j in zip(times, group)]
+        return steps, targets
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         cfg = self.config
         self.model.train()
         # The global RNG (dropout) is reseeded per epoch and rank, so a resumed run repeats the same epochs.
         torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + self.rank)
-        mine = self.epoch_shard(epoch).tolist()
         sums, steps = torch.zeros(4), 0
-        for i in range(0, len(mine), cfg.timestamps_per_step):
-            batch = []
-            for j in mine[i:i + cfg.timestamps_per_step]:
-                t, facts = self.train_times[j]
-                batch.append((self.history.steps_for(t), facts))
+        for group in self._epoch_steps(epoch):
+            if cfg.share_history and cfg.timestamps_per_step > 1:
+                batch = [self._window(group)]
+            else:
+                batch = [(self.history.steps_for(self.train_times[j][0]), self.train_times[j][1])
+                         for j in group]
             with autocast(self.device, self.bf16):
                 loss, parts = self.forward_model(batch)
             self.optimizer.zero_grad(set_to_none=True)
@@ -192,7 +244,10 @@ class DkgrRecipe:
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, RankAccumulator]:
-        """This rank's timestamps (round-robin) of `split`: {"raw", "tf", "rel", "rel_raw"} ranks."""
+        """This rank's timestamps (round-robin) of `split`: {"raw", "tf", "rel", "rel_raw"} ranks.
+
+        Each day's history is evolved once and all its queries are scored from that state.
+        """
         if split not in self._snapshots:
             raise KGSearchError(f"unknown split {split!r} (expected train, valid or test)")
         ent_filter, rel_filter = self._filters()
@@ -203,21 +258,24 @@ class DkgrRecipe:
         e_static = model.static_embedding() if model.static else None
         for t, facts in self._snapshots[split][self.rank::self.world_size]:
             h, r, _ = model.encode(self.history.steps_for(t), e_static)
+            ent = torch.tanh(h)
             subj, rels, obj = both_directions(facts, R)
             time = torch.full_like(subj, t)
             for i in range(0, len(subj), B):
                 a, q, b, tt = subj[i:i + B], rels[i:i + B], obj[i:i + B], time[i:i + B]
-                scores = model.entity_scores(h, r, a, q)
-                accs["raw"].add(realistic_ranks(scores, b))
+                scores = model.entity_scores(h, r, a, q, ent)
                 rows, cols = ent_filter.lookup(entity_query_keys(a, q, tt, N, R))
-                accs["tf"].add(realistic_ranks(scores, b, rows, cols))
+                raw, tf = raw_and_filtered_ranks(scores, b, rows, cols)
+                accs["raw"].add(raw)
+                accs["tf"].add(tf)
                 # Relation (a, ?, b) over 2R: r is true if (a, r, b) holds at t, r + R if (b, r, a) does.
-                rel_scores = model.relation_scores(h, r, a, b)
+                rel_scores = model.relation_scores(h, r, a, b, ent)
                 rows1, cols1 = rel_filter.lookup(relation_query_keys(a, b, tt, N))
                 rows2, cols2 = rel_filter.lookup(relation_query_keys(b, a, tt, N))
-                accs["rel_raw"].add(realistic_ranks(rel_scores, q))
-                accs["rel"].add(realistic_ranks(rel_scores, q, torch.cat([rows1, rows2]),
-                                                torch.cat([cols1, cols2 + R])))
+                raw, tf = raw_and_filtered_ranks(rel_scores, q, torch.cat([rows1, rows2]),
+                                                 torch.cat([cols1, cols2 + R]))
+                accs["rel_raw"].add(raw)
+                accs["rel"].add(tf)
         return accs
 
     # ------------------------------------------------------------------ checkpoints
@@ -229,3 +287,24 @@ class DkgrRecipe:
         if "optimizer" in state:
             # Adam's load keeps same-device tensors by reference: copy so two recipes never share moments.
             self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+
+
+def raw_and_filtered_ranks(scores: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
+                           cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(realistic_ranks(scores, targets), realistic_ranks(scores, targets, rows, cols)) in one pass.
+
+    kgsearch.evaluation.realistic_ranks makes two passes over [B, C] for the raw ranks and a copy plus
+    two more for the filtered ones. The filtered counts are the raw ones minus the filtered pairs'
+    own (FilterIndex pairs are distinct, so none is subtracted twice); the target itself is never
+    removed, as there. Ties: 1 + #greater + #equal / 2.
+    """
+    scores = scores.float()
+    target_scores = scores.gather(1, targets[:, None])
+    greater = (scores > target_scores).sum(1)
+    equal = (scores == target_scores).sum(1) - (target_scores == target_scores).long()[:, 0]  # own slot
+    raw = 1.0 + greater.double() + equal.double() / 2.0
+    pair_scores, pair_target = scores[rows, cols], target_scores[rows, 0]
+    other = cols != targets[rows]
+    greater = greater.index_add(0, rows, (pair_scores > pair_target).long(), alpha=-1)
+    equal = equal.index_add(0, rows, ((pair_scores == pair_target) & other).long(), alpha=-1)
+    return raw, 1.0 + greater.double() + equal.double() / 2.0
