@@ -3,6 +3,7 @@
     python -m kgsearch.train RUN.yaml [--out DIR] [--data-root DIR] [--device auto|cpu|cuda]
     python -m kgsearch.train RUN.yaml --resume --out DIR    # continue from DIR/last.pt
     python -m kgsearch.train --eval DIR/best.pt             # test metrics of a saved checkpoint
+    python -m kgsearch.train RUN.yaml --set params.lr=0.01  # any key of the run file, without copying it
 
 RUN.yaml is `{model, dataset, data_root?, metric?, params}`; a sweep's exported best/config.yaml is one.
 """
@@ -14,10 +15,12 @@ import json
 from pathlib import Path
 
 from kgsearch.errors import KGSearchError, cli_entry
+from kgsearch.overrides import apply_overrides
 from kgsearch.run.checkpoint import load_checkpoint, restore_run, save_run
 from kgsearch.run.loop import FitHooks, FitState, fit
 from kgsearch.run.metrics import evaluate_split
 from kgsearch.run.runfile import RunFile, build
+from kgsearch.yamlio import read_yaml
 
 
 class SaveCheckpoints(FitHooks):
@@ -87,13 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda[:N]")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--eval", metavar="CHECKPOINT", help="evaluate a saved checkpoint on the test split")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a key of the run file, e.g. params.lr=0.01 (repeatable)")
     args = parser.parse_args(argv)
     if args.eval:
         print(format_metrics(evaluate_checkpoint(args.eval, args.data_root, args.device)))
         return 0
     if not args.run:
         parser.error("a run file is required (or --eval CHECKPOINT)")
-    run = RunFile.load(args.run)
+    doc = apply_overrides(read_yaml(args.run, what="run settings (model, dataset, params)"), args.set)
+    run = RunFile.from_dict(doc.data, args.run, doc)
     result = run_training(run, args.run, args.out, args.data_root, args.device, args.resume)
     print(f"best validation (epoch {result['best_epoch']}):\n{format_metrics(result['val'])}")
     print(f"test:\n{format_metrics(result['test'])}")

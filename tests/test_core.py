@@ -103,3 +103,16 @@ def test_train_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "kgsearch.train", "--eval", str(tmp_path / "x.pt")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "no such checkpoint" in proc.stderr
+
+
+def test_train_cli_set_overrides_a_run_file_key_and_names_a_bad_one(tmp_path):
+    from kgsearch.overrides import apply_overrides
+    from kgsearch.yamlio import read_yaml
+
+    run = tmp_path / "run.yaml"
+    run.write_text("model: dans\ndataset: umls\nparams:\n  lr: 0.1\n")
+    doc = apply_overrides(read_yaml(run), ["params.lr=0.02", "params.dim=8"])
+    assert RunFile.from_dict(doc.data, str(run), doc).params == {"lr": 0.02, "dim": 8}
+    proc = subprocess.run([sys.executable, "-m", "kgsearch.train", str(run), "--set", "params.dimm=3"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--set params.dimm=3: params.dimm: unknown key 'dimm'" in proc.stderr

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RAY = str(BIN / "ray")
+PYTHON = str(BIN / "python")
 MARKER = "KGSEARCH_TEST_HEAD"
 
 
@@ -84,7 +85,9 @@ def head_node():
     env.update(
         HOME=str(base / "home"),  # keeps ~/.ray (tokens, configs) of the real user untouched
         KGSEARCH_CACHE=str(base / "cache"),
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # `python` in the job is this venv's
+        # The venv is not on the PATH, as with `.venv/bin/ray start` and no activated venv: the job's
+        # command names the venv's python itself, as docs/cluster.md's local recipe does.
+        PATH=os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != BIN),
         RAY_AUTH_MODE="disabled",
         RAY_USAGE_STATS_ENABLED="0",
         RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0",
@@ -118,7 +121,7 @@ def test_smoke_sweep_runs_as_a_ray_job(head_node):
     submit = [
         "job", "submit", "--address", head_node.address, "--submission-id", job_id,
         "--runtime-env", "cluster/runtime_env.yaml", "--working-dir", ".",
-        "--", "python", "-m", "kgsearch.sweep", "dans_umls", "--smoke", "--storage", str(storage),
+        "--", PYTHON, "-m", "kgsearch.sweep", "dans_umls", "--smoke", "--storage", str(storage),
     ]
     try:
         done = head_node.ray(*submit, timeout=1200)
@@ -139,3 +142,57 @@ def test_smoke_sweep_runs_as_a_ray_job(head_node):
     shipped = [d for d in (head_node.base / "ray").glob("session_*/runtime_resources/working_dir_files/*")
                if d.is_dir()]
     assert shipped and all(not (d / ".venv").exists() and not (d / ".git").exists() for d in shipped)
+
+
+def job_status(head, job_id: str) -> str:
+    out = head.ray("job", "status", "--address", head.address, job_id, timeout=60)
+    return out.stdout + out.stderr
+
+
+def test_ray_job_stop_writes_the_results_and_a_resumed_job_continues(head_node):
+    """`ray job stop` sends SIGTERM, then SIGKILL after RAY_JOB_STOP_WAIT_TIME_S (cluster/runtime_env.yaml):
+    the sweep stops its trials, writes trials.csv and the summary, and `--resume` continues it."""
+    import json
+    import time
+
+    storage = head_node.base / "results"
+    exp = storage / "dans_umls"
+    command = ["--", PYTHON, "-m", "kgsearch.sweep", "dans_umls", "--smoke", "--max-epochs", "40",
+               "--storage", str(storage)]
+    submit = ["job", "submit", "--address", head_node.address, "--runtime-env", "cluster/runtime_env.yaml",
+              "--working-dir", "."]
+    job_id = f"kgsearch-stop-{uuid.uuid4().hex[:8]}"
+    started = head_node.ray(*submit, "--submission-id", job_id, "--no-wait", *command, timeout=300)
+    assert started.returncode == 0, started.stdout + started.stderr
+
+    def epochs() -> int:
+        counts = [len((f / "result.json").read_text().splitlines()) for f in exp.glob("t00*_*")
+                  if (f / "result.json").exists()]
+        return max(counts, default=0)
+
+    deadline = time.time() + 600
+    while epochs() < 3:
+        assert time.time() < deadline and "FAILED" not in job_status(head_node, job_id), job_status(head_node, job_id)
+        time.sleep(1)
+    stop = head_node.ray("job", "stop", "--address", head_node.address, job_id, timeout=400)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert f"Job '{job_id}' was stopped" in job_status(head_node, job_id)
+    log = head_node.ray("job", "logs", "--address", head_node.address, job_id, timeout=60).stdout
+    assert "SIGTERM: trials stopped" in log and "Aborted" not in log, log[-4000:]
+    assert "continue with --resume" in (exp / "summary.txt").read_text()
+    assert "unfinished" in (exp / "trials.csv").read_text()
+    before = {f.name: (f / "result.json").read_text() for f in exp.glob("t00*_*")}
+
+    done = head_node.ray(*submit, "--submission-id", f"{job_id}-resumed", *command, "--resume", "auto", timeout=1200)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
+    rows = (exp / "trials.csv").read_text().splitlines()[1:]
+    assert rows and not any(",unfinished," in row for row in rows)
+    for name, text in before.items():  # what was written before the stop is kept, and continued from
+        after = (exp / name / "result.json").read_text()
+        assert after.startswith(text)
+        epochs_done = [json.loads(line)["epochs_done"] for line in after.splitlines()]
+        stopped_at = len(text.splitlines())
+        # From its newest checkpoint: the epoch of a report that reached result.json while Tune was
+        # stopping may be trained again, but the trial never starts over.
+        again = epochs_done[stopped_at:]
+        assert not again or (1 < again[0] <= stopped_at + 1 and again == list(range(again[0], again[-1] + 1)))

@@ -119,9 +119,9 @@ def test_bad_file_names_file_line_key_and_reason(tmp_path, old, new, path, reaso
 
 
 def test_missing_key_points_at_parent(tmp_path):
-    text = BASE.replace("  max_t: 6\n", "")
+    text = BASE.replace("lr: {type: loguniform, low: 1.0e-3,", "lr: {type: loguniform,")
     message = error_of(tmp_path, text)
-    assert f"sweep.yaml:{line_of(text, 'scheduler:')}: scheduler.max_t: required key is missing" in message
+    assert f"sweep.yaml:{line_of(text, '  lr:')}: space.lr.low: required key is missing" in message
 
 
 def test_invalid_yaml_names_line(tmp_path):
@@ -240,3 +240,89 @@ def test_trial_refuses_a_config_other_than_the_prepared_one():
                        prepared_for=prepared_values(DansRecipe, DansConfig(pretrain_epochs=30)))
     with pytest.raises(KGSearchError, match=r"differs from what DansRecipe.prepare\(\) ran with.*pretrain_epochs"):
         build_recipe(DansRecipe, {"pretrain_epochs": 5}, ctx, device=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 16: a minimal file, every problem at once, --set, trackers
+
+
+MINIMAL = textwrap.dedent("""\
+    model: dans
+    dataset: umls
+    space:
+      lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
+    """)
+
+
+def test_a_minimal_sweep_file_gets_documented_defaults(tmp_path):
+    from kgsearch.dans.recipe import DansConfig, DansRecipe
+    from kgsearch.sweep.spec import DEFAULT_NUM_SAMPLES
+
+    spec = load_spec(write(tmp_path, MINIMAL))
+    defaults = DansConfig()
+    assert spec.metric == "val_" + DansRecipe.metric and spec.mode == "max"
+    assert spec.searcher.type == "tpe" and spec.scheduler.type == "asha"
+    assert spec.scheduler.max_t == defaults.epochs == spec.fixed["epochs"]
+    assert spec.scheduler.grace_period == defaults.eval_every  # ASHA's rungs on validation epochs
+    assert spec.resources.workers == 1 and spec.resources.cpus_per_worker == 1 and spec.resources.gpus_per_worker == 0
+    assert spec.num_samples == DEFAULT_NUM_SAMPLES > spec.searcher.n_startup_trials
+    assert list(spec.space) == ["lr"]
+
+
+def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
+    text = (BASE.replace("num_samples: 4", "num_sample: 4")                     # unknown key
+                .replace("low: 1.0e-3, high: 1.0e-2", "low: 0.1, high: 1.0e-2")  # low above high
+                .replace("  eval_every: 1", "  eval_every: 1\n  dim: many")      # a bad fixed value
+                .replace("  dim: {type: choice", "  gama: {type: uniform, low: 1, high: 2}\n  dim: {type: choice"))
+    lines = error_of(tmp_path, text).splitlines()
+    assert len(lines) == 4, lines
+    for line, (path, reason) in zip(sorted(lines, key=lambda l: int(l.split(":")[1])), [
+            ("num_sample", "unknown key 'num_sample'"), ("fixed.dim", "input should be a valid integer"),
+            ("space.lr.low", "low 0.1 is above high 0.01"), ("space.gama", "did you mean 'gamma'?")]):
+        m = re.match(r"(?P<file>.+?):(?P<line>\d+): (?P<path>\S+): (?P<reason>.+)", line)
+        assert m and m["file"].endswith("sweep.yaml") and m["path"] == path and reason in m["reason"], line
+        assert path.split(".")[-1] in text.splitlines()[int(m["line"]) - 1], line
+
+
+def test_set_overrides_keys_of_the_sweep_file(tmp_path):
+    spec = load_spec(write(tmp_path, BASE), sets=["fixed.lr=0.01", "resources.cpus_per_worker=2",
+                                                  "max_concurrent_trials=4", "scheduler.max_t=3"])
+    assert spec.fixed["lr"] == 0.01 and "lr" not in spec.space  # a --set fixed value pins a searched one
+    assert spec.resources.cpus_per_worker == 2 and spec.max_concurrent_trials == 4
+    assert spec.scheduler.max_t == 3 == spec.fixed["epochs"]
+
+
+@pytest.mark.parametrize("item,wanted", [
+    ("fixed.dim=many", "--set fixed.dim=many: fixed.dim: input should be a valid integer"),
+    ("resources.workerz=2", "--set resources.workerz=2: resources.workerz: unknown key 'workerz' (did you mean 'workers'?)"),
+    ("fixed", "--set fixed: expected KEY.PATH=VALUE"),
+    ("model.name=dans", "--set model.name=dans: model is a value, not a section"),
+])
+def test_a_bad_set_names_the_override(tmp_path, item, wanted):
+    assert wanted in error_of(tmp_path, BASE, sets=[item])
+
+
+def test_a_tracker_whose_package_is_absent_is_refused(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # absent, as on this machine (not a dependency)
+    text = BASE + "tracking:\n  mlflow: {experiment_name: dans-umls}\n"
+    message = error_of(tmp_path, text)
+    assert f"sweep.yaml:{line_of(text, 'mlflow:')}: tracking.mlflow: the mlflow package is not installed" in message
+    assert "pip install mlflow" in message
+
+
+def test_a_tracker_that_is_installed_becomes_a_tune_callback(tmp_path, monkeypatch):
+    import importlib.machinery
+    import sys
+    import types
+
+    from kgsearch.sweep.trackers import tracker_callbacks
+
+    fake = types.ModuleType("mlflow")
+    fake.__spec__ = importlib.machinery.ModuleSpec("mlflow", None)
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    spec = load_spec(write(tmp_path, BASE + "tracking:\n  mlflow: {}\n"))
+    (callback,) = tracker_callbacks(spec.tracking, "exp")
+    assert type(callback).__name__ == "MLflowLoggerCallback" and callback.experiment_name == "exp"
+    assert tracker_callbacks(load_spec(write(tmp_path, BASE)).tracking, "exp") == []

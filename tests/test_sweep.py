@@ -291,3 +291,107 @@ def test_a_sweep_ranks_checkpoints_and_exports_by_its_own_metric(ray_session, tm
     metrics = json.loads((exp / "best" / "metrics.json").read_text())
     assert metrics["test_key"] == "test_hits@1" and metrics["val"]["val_hits@1"] == pytest.approx(max(hits))
     assert yaml.safe_load((exp / "best" / "config.yaml").read_text())["metric"] == "val_hits@1"
+    # Kept: the best checkpoint by the sweep metric and the newest (issue 16, item 9), each one copy of
+    # the weights of its own epoch (no second, best-weights copy inside).
+    kept = {json.loads((d / "meta.json").read_text())["epoch"]: d for d in folder.glob("checkpoint_*")}
+    assert set(kept) == {1 + hits.index(max(hits)), len(hits)}
+    for epoch, d in kept.items():
+        blob = load_checkpoint(d / "checkpoint.pt")
+        assert "best_state" not in blob["state"] and blob["state"]["fit"]["epoch"] == epoch
+
+
+def test_progress_names_why_a_trial_stopped_early():
+    """Under --no-asha --time-budget no line may say "by ASHA" (issue 16, item 16)."""
+    import time
+    from types import SimpleNamespace
+
+    from kgsearch.sweep.progress import ProgressPrinter
+
+    trial = SimpleNamespace(experiment_tag="3_lr=0.1", last_result={"epochs_done": 4, "best_val_mrr": 0.5})
+
+    def line(printer) -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            printer.on_trial_complete(0, [], trial)
+        return out.getvalue()
+
+    budget = ProgressPrinter("val_mrr", 10, (), asha=False, time_budget_s=60)
+    budget.started = time.time() - 61
+    assert "t003 stopped after 4 epochs by the time budget" in line(budget)
+    assert "ASHA" not in line(ProgressPrinter("val_mrr", 10, (), asha=False))
+    assert "stopped after 4 epochs by ASHA" in line(ProgressPrinter("val_mrr", 10, ()))
+
+
+def test_the_best_checkpoint_is_never_one_whose_copy_was_cut_short(tmp_path):
+    import pyarrow.fs
+
+    from kgsearch.sweep.checkpoints import best_checkpoint, write_meta
+
+    for name, epoch, score in (("checkpoint_000000", 1, 0.2), ("checkpoint_000001", 2, 0.4), ("checkpoint_000002", 3, 0.9)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "checkpoint.pt").write_bytes(b"x" * 100)
+        write_meta(tmp_path / name, epoch, score)
+    fs = pyarrow.fs.LocalFileSystem()
+    assert best_checkpoint(fs, str(tmp_path)).endswith("checkpoint_000002")
+    (tmp_path / "checkpoint_000002" / "checkpoint.pt").write_bytes(b"x" * 40)  # a kill mid-copy
+    (tmp_path / "checkpoint_000003").mkdir()  # meta.json not copied yet
+    (tmp_path / "checkpoint_000003" / "checkpoint.pt").write_bytes(b"x" * 100)
+    assert best_checkpoint(fs, str(tmp_path)).endswith("checkpoint_000001")
+    assert best_checkpoint(fs, str(tmp_path / "absent")) is None
+
+
+def test_checkpoints_are_written_at_a_new_best_every_n_validations_and_at_the_end():
+    from kgsearch.sweep.checkpoints import CheckpointPolicy
+
+    policy = CheckpointPolicy(every=3, last_epoch=9)
+    improved = {1: True, 2: False, 3: False, 4: False, 5: False, 6: True, 7: False, 8: False, 9: False}
+    due = [e for e in range(1, 10) if policy.due({"epoch": e, "eval_time": 0.1}, improved[e])]
+    assert due == [1, 4, 6, 9]
+    assert not CheckpointPolicy(1, 9).due({"epoch": 2}, True)  # no validation this epoch: nothing to score
+
+
+# ------------------------------------------------------------------------------------------------
+# Experiments a kill left cut short (issue 16, item 3): on copies of the smoke sweep's folder
+
+
+def cli(argv, capsys) -> tuple[int, str]:
+    from kgsearch.sweep.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return info.value.code, capsys.readouterr().err
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("victim", ["experiment_state-*.json", "tuner.pkl", "searcher-state-*.pkl",
+                                    "search_gen_state-*.json", "sweep.yaml"])
+def test_resuming_a_folder_a_kill_cut_short_says_what_is_broken_in_one_line(smoke, tmp_path, capsys, victim):
+    import shutil
+
+    shutil.copytree(smoke["exp"], tmp_path / "dans_umls")
+    (target,) = (tmp_path / "dans_umls").glob(victim)
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])  # a copy cut short
+    before = tree(tmp_path)
+    code, err = cli(["dans_umls", "--smoke", "--resume", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "cannot be resumed" in err and ("sweep.yaml" if victim == "sweep.yaml" else target.name) in err
+    assert "--name NEW" in err and "Traceback" not in err
+    assert tree(tmp_path) == before
+
+
+def test_a_sweep_killed_before_its_first_trial_starts_again(smoke, tmp_path, capsys):
+    from kgsearch.sweep.restore import plan
+    from kgsearch.sweep.storage import ExperimentStore
+
+    (tmp_path / "dans_umls").mkdir()
+    for name in ("sweep.yaml", "tuner.pkl"):  # written before Tune saved any state
+        (tmp_path / "dans_umls" / name).write_bytes((smoke["exp"] / name).read_bytes())
+    code, err = cli(["dans_umls", "--smoke", "--resume", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "never started a trial; run the same command without --resume (or with --resume auto)" in err
+    store = ExperimentStore(str(tmp_path), "dans_umls")
+    assert plan(store, False) == plan(store, "auto") == "start"  # nothing ran: start it (again)
+    assert plan(ExperimentStore(str(smoke["exp"].parent), smoke["exp"].name), "auto") == "resume"

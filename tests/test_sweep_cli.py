@@ -3,9 +3,14 @@ touching the experiment folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from kgsearch.sweep.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(argv, capsys) -> tuple[int, str]:
@@ -53,11 +58,13 @@ def test_unreadable_data_root(capsys, tmp_path):
 
 def test_existing_experiment_needs_resume_or_a_new_name(capsys, tmp_path):
     exp = tmp_path / "dans_umls"
-    exp.mkdir()
-    (exp / "sweep.yaml").write_text("spec: {}\n")
+    (exp / "t001_ab12cd34").mkdir(parents=True)  # a sweep that got as far as a trial
+    (exp / "sweep.yaml").write_text("format: 3\nspec: {}\n")
     before = snapshot(tmp_path)
     code, err = run_cli(["dans_umls", "--storage", str(tmp_path)], capsys)
-    assert code == 2 and "already holds a sweep" in err and "--resume" in err
+    # this one cannot even be resumed (its sweep.yaml holds no spec): only a new name helps
+    assert code == 2 and "already holds a sweep (it cannot be resumed: sweep.yaml is damaged)" in err
+    assert "--name NEW" in err and len(err.strip().splitlines()) == 1
     assert snapshot(tmp_path) == before
 
 
@@ -102,7 +109,7 @@ def test_unfinished_trials_reads_tunes_saved_state(tmp_path):
     """After Ctrl-C, Tune's saved state (not its in-memory trials) says which trials --resume continues."""
     import json
 
-    from kgsearch.sweep.results import unfinished_trials
+    from kgsearch.sweep.restore import unfinished_trials
     from kgsearch.sweep.storage import ExperimentStore
 
     store = ExperimentStore(str(tmp_path), "exp")
@@ -132,8 +139,51 @@ def test_resuming_a_sweep_from_before_the_sweep_package_says_so(capsys, tmp_path
     exp = tmp_path / "dans_umls"
     exp.mkdir()
     (exp / "sweep.yaml").write_text("spec: {name: dans_umls}\n")  # no `format`: written by kgsearch 0.1
-    (exp / "tuner.pkl").write_bytes(b"")  # what Tune.can_restore looks for
+    (exp / "t001_ab12cd34").mkdir()  # it ran a trial
     before = snapshot(tmp_path)
     code, err = run_cli(["dans_umls", "--resume", "--storage", str(tmp_path)], capsys)
     assert code == 2 and "started by an older kgsearch" in err and "--name NEW" in err
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 16: --dry-run, --list, --set, --resume auto, --track
+
+
+def test_dry_run_prints_the_resolved_sweep_and_its_cost_and_starts_nothing(capsys, tmp_path):
+    import ray
+
+    code = main(["dans_umls", "--dry-run", "--set", "fixed.lr=0.01", "--set", "max_concurrent_trials=4",
+                 "--storage", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == 0 and not ray.is_initialized() and not (tmp_path / "runs").exists()
+    resolved = yaml.safe_load(out.split("\n\n")[0])
+    assert resolved["fixed"]["lr"] == 0.01 and "lr" not in resolved["space"] and resolved["max_concurrent_trials"] == 4
+    assert "24 x <= 40 epochs = 960 trial-epochs" in out  # num_samples x max_t of search_spaces/dans_umls.yaml
+    assert "about 267 trial-epochs" in out  # the ASHA estimate of docs/cluster.md's cost table
+    assert f"experiment folder: {tmp_path / 'runs' / 'dans_umls'}" in out
+
+
+def test_list_shows_the_shipped_sweeps(capsys):
+    assert main(["--list"]) == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["dans_umls"] == ["dans", "umls"] and rows["dkgr_icews14"] == ["dkgr", "icews14"]
+    assert set(rows) == {p.stem for p in (REPO / "search_spaces").glob("*.yaml")}
+
+
+def test_resume_takes_auto(capsys):
+    from kgsearch.sweep.cli import parse_args
+
+    assert parse_args(["dans_umls", "--resume", "auto"]).resume == "auto"
+    assert parse_args(["dans_umls", "--resume"]).resume is True and parse_args(["dans_umls"]).resume is False
+    code, err = run_cli(["--resume", "dans_umls"], capsys)
+    assert code == 2 and "the only value --resume takes is 'auto'" in err
+
+
+def test_track_without_the_package_is_refused_before_anything_starts(capsys, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    code, err = run_cli(["dans_umls", "--track", "wandb", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and "--track wandb: tracking.wandb: the wandb package is not installed" in err
+    assert list(tmp_path.iterdir()) == []

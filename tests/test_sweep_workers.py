@@ -52,9 +52,12 @@ def test_two_workers_report_the_single_process_metrics(ray_session, tmp_path):
     assert [r["workers"] for r in reports] == [2, 2] and [r["epochs_done"] for r in reports] == [1, 2]
     assert (outcome.experiment / "_train" / row.trial_id).is_dir()  # the Train run is named after the trial
 
-    # Rank 0's checkpoint of epoch 2, evaluated by one process over all validation queries:
-    with row.checkpoint.as_directory() as folder:
-        blob = load_checkpoint(os.path.join(folder, "checkpoint.pt"), model="dans")
+    # Rank 0's checkpoint of epoch 2 (Train keeps the best and the newest), evaluated by one process
+    # over all validation queries:
+    kept = {json.loads((d / "meta.json").read_text())["epoch"]: d
+            for d in (outcome.experiment / "_train" / row.trial_id).glob("checkpoint_*") if d.is_dir()}
+    assert 2 in kept and row.checkpoint.path.rsplit("/", 1)[-1] in {d.name for d in kept.values()}
+    blob = load_checkpoint(kept[2] / "checkpoint.pt", model="dans")
     assert blob["state"]["fit"]["epoch"] == 2
     config = config_from_dict(DansRecipe.Config, blob["config"]["params"])
     dataset = load("umls")

@@ -3,7 +3,9 @@
 A checkpoint is a tagged dict loaded with weights_only=True (anything else is refused):
 ``{format, model, config: run-file dict, state: {fit, recipe, best_state?}, epoch, metrics}``.
 A "last" checkpoint holds the latest weights and the best-validation ones (`best_state`), so one
-file resumes a run *and* exports its best; a "best" checkpoint holds only the best weights.
+file resumes a run *and* exports its best; a "best" checkpoint holds only the best weights; an
+"epoch" checkpoint holds one copy of the weights of its epoch and where the run stood (sweep trials
+write those and keep the best one as a checkpoint of its own: kgsearch.sweep.checkpoints).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ def save_checkpoint(path: str | Path, *, model: str, config: dict, state: dict, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": MAGIC, "model": model, "config": config, "state": state,
-                "epoch": int(epoch), "metrics": dict(metrics or {})}, tmp)
+    with open(tmp, "wb") as f:
+        torch.save({"format": MAGIC, "model": model, "config": config, "state": state,
+                    "epoch": int(epoch), "metrics": dict(metrics or {})}, f)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename, so a power cut cannot leave an empty file there
     os.replace(tmp, path)  # atomic: a crash mid-write never leaves a truncated checkpoint
 
 
@@ -48,11 +53,12 @@ def load_checkpoint(path: str | Path, model: str | None = None) -> dict[str, Any
     return blob
 
 
-def save_run(path: str | Path, run: dict, recipe, state: FitState, which: Literal["last", "best"]) -> None:
-    """Write the run's "last" checkpoint (resumable) or its "best" one (best-validation weights only)."""
+def save_run(path: str | Path, run: dict, recipe, state: FitState, which: Literal["last", "best", "epoch"]) -> None:
+    """Write the run's "last" checkpoint (resumable, with the best weights), its "best" one (best-validation
+    weights only) or an "epoch" one (resumable, this epoch's weights only)."""
     body = {"fit": {"epoch": state.epoch, "best_metric": state.best_metric, "best_epoch": state.best_epoch,
                     "best_metrics": state.best_metrics, "converged": state.converged}}
-    body["recipe"] = recipe.state_dict() if which == "last" else state.best_state
+    body["recipe"] = state.best_state if which == "best" else recipe.state_dict()
     if which == "last":
         body["best_state"] = state.best_state
     save_checkpoint(path, model=run["model"], config=run, state=body, epoch=state.epoch,

@@ -11,7 +11,7 @@ from kgsearch.run.runfile import RunFile, resolve_device
 from kgsearch.sweep.results import TrialRow
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.storage import ExperimentStore
-from kgsearch.sweep.trial import CHECKPOINT_FILE
+from kgsearch.sweep.checkpoints import CHECKPOINT_FILE
 
 
 def export_best(spec: SweepSpec, store: ExperimentStore, best: TrialRow, recipe_cls, dataset, prepared,

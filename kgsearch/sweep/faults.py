@@ -2,8 +2,10 @@
 
 "<trial number>@<epoch>[:nan|raise|crash]", comma-separated for several trials: in that epoch the
 trial's loss turns NaN (default; fit()'s real divergence path), its training raises (Tune's trial-error
-path), or the process dies (a worker: Train restarts the group from its last checkpoint). A crash
-happens once per trial, marked by a file, so the restarted trial can go on.
+path), or the process dies (a worker: Train restarts the group from its last checkpoint; a direct
+trial: Tune retries it, if the sweep allows retries). A crash happens once per trial, marked by a file,
+so the restarted trial can go on. Each time a fault fires it adds a line to fired-<trial>-rank<r>, so a
+test can count how often a trial trained into it.
 """
 
 from __future__ import annotations
@@ -50,18 +52,28 @@ class FaultHook(FitHooks):
     def __init__(self, epoch: int, kind: str, marker: Path):
         self.epoch, self.kind, self.marker = epoch, kind, marker
 
+    def _fired(self) -> None:
+        self.marker.parent.mkdir(parents=True, exist_ok=True)
+        fired = self.marker.with_name(self.marker.name.replace("crashed-", "fired-", 1))
+        with fired.open("a") as f:
+            f.write(f"{self.kind}@{self.epoch}\n")
+
     def before_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
             return
         if self.kind == "raise":
+            self._fired()
             raise RuntimeError(f"injected fault in epoch {epoch}")
         if self.kind == "crash" and not self.marker.exists():
-            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self._fired()
             self.marker.touch()
             os._exit(17)
 
     def after_train(self, epoch: int, record: dict) -> dict:
-        return {**record, "loss": math.nan} if epoch == self.epoch and self.kind == "nan" else record
+        if epoch == self.epoch and self.kind == "nan":
+            self._fired()
+            return {**record, "loss": math.nan}
+        return record
 
 
 def fault_hooks(value: str | None, trial_name: str, marker_dir: str, rank: int = 0) -> list[FaultHook]:

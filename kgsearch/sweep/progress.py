@@ -37,8 +37,10 @@ def echo(text: str = "", stream: TextIO | None = None) -> None:
 class ProgressPrinter(Callback):
     """One compact line per trial event instead of Tune's tables and Ray's logs."""
 
-    def __init__(self, metric: str, max_t: int, searched: tuple[str, ...]):
+    def __init__(self, metric: str, max_t: int, searched: tuple[str, ...], asha: bool = True,
+                 time_budget_s: float | None = None):
         self.metric, self.max_t, self.searched = metric, max_t, searched
+        self.asha, self.time_budget_s = asha, time_budget_s
         self.started = time.time()
 
     def _say(self, text: str) -> None:
@@ -65,9 +67,18 @@ class ProgressPrinter(Callback):
         last = trial.last_result or {}
         epochs = last.get("epochs_done", 0)
         best = fmt(last.get("best_" + self.metric, math.nan))
-        how = "done   " if epochs >= self.max_t else "stopped"
-        why = "" if epochs >= self.max_t else " by ASHA"
-        self._say(f"{trial_label(trial)} {how} after {epochs} epochs{why}, best {self.metric} {best}")
+        how = "done   " if epochs >= self.max_t or last.get("converged") else "stopped"
+        self._say(f"{trial_label(trial)} {how} after {epochs} epochs{self._why(last, epochs)}, best {self.metric} {best}")
+
+    def _why(self, last: dict, epochs: int) -> str:
+        if epochs >= self.max_t:
+            return ""
+        if last.get("converged"):
+            return " (converged: no better validation within its patience)"
+        budget = getattr(self, "time_budget_s", None)  # absent from printers pickled by older versions
+        if budget and time.time() - self.started >= budget - 1:
+            return " by the time budget"
+        return " by ASHA" if getattr(self, "asha", True) else ""
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
         text = None

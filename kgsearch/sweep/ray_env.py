@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ctypes
+import inspect
 import logging
 import math
 import os
+from pathlib import Path
 
+from kgsearch.errors import KGSearchError
 from kgsearch.sweep.spec import SweepSpec
 
 # glibc hands freed memory back to the OS too eagerly for embedding training: RotatE epochs ran ~2x
@@ -18,6 +21,15 @@ _MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_TH
 # no warning for the experiment snapshot that each checkpoint forces (num_to_keep=1; measured cheap).
 QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_DEDUP_LOGS": "1",
              "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+# A custom resource that the cluster files give only to nodes that are never reclaimed (the head):
+# worker-group trials' drivers ask for a little of it, so a spot reclaim takes no trial driver with it.
+DRIVER_RESOURCE = "kgsearch_driver"
+CGROUP_ROOT = "/sys/fs/cgroup"
+# What survive_killed_trials patches, checked against Ray before patching.
+PATCHED = ("ray.air.execution._internal.actor_manager", "RayActorManager", "_actor_task_failed",
+           ["self", "tracked_actor_task", "exception"])
 
 
 def in_ray_job() -> bool:
@@ -45,7 +57,9 @@ class _DropTrialTracebacks(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        return not text.startswith(("Trial task failed for trial", "Trials did not complete"))
+        # ...and the summary says how to resume an interrupted sweep, in kgsearch's own terms.
+        return not text.startswith(("Trial task failed for trial", "Trials did not complete",
+                                    "Experiment has been interrupted"))
 
 
 def quiet_tune_logs() -> None:
@@ -55,22 +69,36 @@ def quiet_tune_logs() -> None:
             logger.addFilter(_DropTrialTracebacks())
 
 
-def survive_killed_trials() -> None:
-    """Let a trial killed by Ray's memory monitor fail alone instead of ending the sweep.
+def survive_killed_trials() -> str | None:
+    """Let a trial killed by Ray's memory monitor fail alone instead of ending the sweep; None when
+    patched, else why not (this Ray moved what it patches).
 
     On a shared machine the node can run low on memory because of someone else's job; Ray's memory
     monitor then kills a trial process. Tune 2.60 turns a dead trial actor (RayActorError) into a
     failed trial, but an OutOfMemoryError delivered for the actor's pending task escapes its actor
     manager as "Caught unexpected exception" and aborts Tuner.fit() (seen when a trial was killed
     during start-up). Re-delivering it as an actor error records that trial as failed with the OOM
-    message and the sweep goes on.
+    message and the sweep goes on. The one patch of Ray internals in kgsearch: pyproject pins Ray to the
+    tested release, and a Ray that moved the method gets a clear note instead of a broken patch.
     """
-    from ray.air.execution._internal.actor_manager import RayActorManager
+    import importlib
+
+    import ray
     from ray.exceptions import NodeDiedError, OutOfMemoryError, RayActorError, WorkerCrashedError
 
-    original = RayActorManager._actor_task_failed
+    module, cls, method, params = PATCHED
+    try:
+        manager = getattr(importlib.import_module(module), cls)
+        original = getattr(manager, method)
+        moved = list(inspect.signature(original).parameters) != params
+    except (ImportError, AttributeError, TypeError, ValueError):
+        moved = True
+    if moved:
+        return (f"note: Ray {ray.__version__} has no {module}.{cls}.{method}{tuple(params)} (kgsearch is tested "
+                "with Ray 2.60, see pyproject.toml); a trial killed for memory may end the sweep instead of "
+                "failing alone (kgsearch/sweep/ray_env.py, survive_killed_trials)")
     if getattr(original, "_kgsearch_patched", False):
-        return
+        return None
 
     def _actor_task_failed(self, tracked_actor_task, exception):
         if isinstance(exception, (OutOfMemoryError, WorkerCrashedError, NodeDiedError)):
@@ -78,7 +106,38 @@ def survive_killed_trials() -> None:
         return original(self, tracked_actor_task, exception)
 
     _actor_task_failed._kgsearch_patched = True
-    RayActorManager._actor_task_failed = _actor_task_failed
+    setattr(manager, method, _actor_task_failed)
+    return None
+
+
+def available_cpus(cgroup: str | None = None) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (containers, Kubernetes),
+    which os.cpu_count() ignores."""
+    cgroup = cgroup or CGROUP_ROOT
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = None
+    try:  # cgroup v2: "max 100000" or "<quota> <period>"
+        text = (Path(cgroup) / "cpu.max").read_text().split()
+        if text[0] != "max":
+            quota = int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        try:  # cgroup v1
+            q = int((Path(cgroup) / "cpu" / "cpu.cfs_quota_us").read_text())
+            if q > 0:
+                quota = q / int((Path(cgroup) / "cpu" / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        cpus = min(cpus, max(1, math.floor(quota)))
+    return max(1, cpus)
+
+
+def driver_resources() -> dict[str, float]:
+    """What a worker-group trial's driver asks for on top of its memory: a little of DRIVER_RESOURCE where
+    the cluster has it (the cluster files give it to the head), else nothing."""
+    import ray
+
+    return {DRIVER_RESOURCE: 0.01} if ray.cluster_resources().get(DRIVER_RESOURCE) else {}
 
 
 def start_ray(env: dict[str, str]) -> str:
@@ -96,7 +155,7 @@ def start_ray(env: dict[str, str]) -> str:
         return "cluster"
     # A loaded laptop can take over a minute to start a worker group (Train's default timeout: 60 s).
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "180")
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=True, dashboard_host="127.0.0.1",
+    ray.init(num_cpus=available_cpus(), include_dashboard=True, dashboard_host="127.0.0.1",
              logging_level=logging.WARNING, log_to_driver=False, runtime_env={"env_vars": env})
     # The dashboard stays on: with it off, a trial stopped by ASHA leaks its workers' CPUs (docs/ray.md).
     return "local"
@@ -105,8 +164,9 @@ def start_ray(env: dict[str, str]) -> str:
 def adapt_resources(spec: SweepSpec, mode: str, say, cpu_only: bool = False) -> SweepSpec:
     """Fit the spec's per-trial resources and concurrency to the Ray cluster actually there.
 
-    A local Ray is what it is: no GPU -> CPU trials, too few CPUs -> smaller trials, one at a time.
-    A cluster may autoscale (a GPU node appears once trials ask for it), so there the spec is trusted
+    A local Ray is what it is: no GPU -> CPU trials, too few CPUs -> smaller trials, one at a time;
+    some GPUs but fewer than one trial needs -> a KGSearchError (a trial would wait for ever). A
+    cluster may autoscale (a GPU node appears once trials ask for it), so there the spec is trusted
     and only warned about; `cpu_only` (--cpu) forces CPU trials anywhere.
     """
     import ray
@@ -122,6 +182,10 @@ def adapt_resources(spec: SweepSpec, mode: str, say, cpu_only: bool = False) -> 
     elif res.gpus_per_worker > 0 and gpus == 0:
         say("note: no GPU node is up yet; trials wait for the autoscaler to add one "
             "(pass --cpu to run them on CPU instead)")
+    elif res.gpus_per_worker > 0 and fixed_size and res.workers * res.gpus_per_worker > gpus + 1e-9:
+        raise KGSearchError(f"a trial asks for {res.workers * res.gpus_per_worker:g} GPUs ({res.workers} worker(s) x "
+                            f"{res.gpus_per_worker:g}) but this machine's Ray has {gpus:g}: lower "
+                            "resources.workers or resources.gpus_per_worker (--set resources.workers=1), or pass --cpu")
     per_trial_cpu = res.workers * res.cpus_per_worker
     if per_trial_cpu > cpus:
         if fixed_size:

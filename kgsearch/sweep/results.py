@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pyarrow.fs
+from kgsearch.sweep.checkpoints import best_checkpoint
+from kgsearch.sweep.failures import describe
 
 STATUS_DONE, STATUS_STOPPED, STATUS_FAILED, STATUS_UNFINISHED = "completed", "stopped_early", "failed", "unfinished"
+
+
+ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Diverged|Interrupt|Failure)\w*)(?::\s*(.*))?$")
 
 
 def short_error(text: str | None) -> str:
     """The one line of a (remote) traceback that says what went wrong, e.g. 'TrainingDiverged: loss ...'."""
     if not text:
         return ""
-    pattern = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Diverged|Interrupt|Failure)\w*)(?::\s*(.*))?$")
     found = ""
     for line in str(text).splitlines():
-        m = pattern.match(line.strip())
+        m = ERROR_LINE.match(line.strip())
         if m and not m.group(1).startswith(("RayTaskError", "TuneError")):
             found = f"{m.group(1)}: {m.group(2)}" if m.group(2) else m.group(1)
     if not found:
@@ -49,25 +51,17 @@ class TrialRow:
     last: dict = field(default_factory=dict)
 
 
-def unfinished_trials(store) -> set[str]:
-    """Ids of trials that `--resume` would continue: RUNNING/PENDING/PAUSED in Tune's saved experiment
-    state (after Ctrl-C, Tune's in-memory trials read TERMINATED but the saved state says RUNNING)."""
-    try:
-        listing = store.fs.get_file_info(pyarrow.fs.FileSelector(store.path))
-        states = sorted(i.path for i in listing if i.base_name.startswith("experiment_state-"))
-        if not states:
-            return set()
-        with store.fs.open_input_stream(states[-1]) as f:
-            data = json.loads(f.readall())
-        trials = [json.loads(entry[0]) for entry in data.get("trial_data", [])]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return set()  # an unknown state format: report every trial as Tune's results say
-    return {t["trial_id"] for t in trials if t.get("status") not in ("TERMINATED", "ERROR")}
-
-
 def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
-                   unfinished: set[str] = frozenset()) -> list[TrialRow]:
-    """ResultGrid -> one TrialRow per trial, in creation order (`unfinished`: ids left to --resume)."""
+                   unfinished: set[str] = frozenset(), train_runs: str | None = None,
+                   failures: dict[str, dict] | None = None) -> list[TrialRow]:
+    """ResultGrid -> one TrialRow per trial, in creation order (`unfinished`: ids left to --resume;
+    `failures`: the failure records of kgsearch.sweep.failures, whose first error a failed trial shows).
+
+    Each row's checkpoint is the trial's best kept one (kgsearch.sweep.checkpoints): in its own folder,
+    or for worker-group trials in `train_runs`/<trial id> (their Train run, on the same filesystem).
+    """
+    from ray.tune import Checkpoint
+
     rows = []
     for result in results:
         metrics = dict(result.metrics or {})
@@ -75,8 +69,14 @@ def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
         name = Path(path).name.split("_")[0]
         trial_id = metrics.get("trial_id") or Path(path).name.partition("_")[2]
         epochs = int(metrics.get("epochs_done", 0) or 0)
-        if result.error is not None:
+        failure = (failures or {}).get(str(trial_id))
+        if failure is not None:
+            status, error = STATUS_FAILED, describe(failure)
+        elif result.error is not None:
             status, error = STATUS_FAILED, short_error(_error_text(result))
+            if not ERROR_LINE.match(error):  # e.g. a dead actor, whose message names no exception
+                first = str(result.error).strip().splitlines()
+                error = f"{type(result.error).__name__}: {first[0] if first else ''}"[:300]
         elif str(trial_id) in unfinished:
             status, error = STATUS_UNFINISHED, ""
         elif epochs >= max_t:
@@ -85,12 +85,9 @@ def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
             status, error = STATUS_STOPPED, ""
         else:
             status, error = STATUS_UNFINISHED, ""
-        checkpoint = result.checkpoint
-        if checkpoint is None and metrics.get("checkpoint_path"):
-            # worker-group trials: Train's checkpoint, reported by TuneReportCallback
-            from ray.tune import Checkpoint
-
-            checkpoint = Checkpoint(metrics["checkpoint_path"], filesystem=result.filesystem)
+        folder = f"{train_runs}/{trial_id}" if train_runs else path
+        best = best_checkpoint(result.filesystem, folder)
+        checkpoint = Checkpoint(best, filesystem=result.filesystem) if best else None
         config = dict(result.config or {})
         rows.append(TrialRow(
             trial=name, trial_id=str(trial_id), status=status, epochs=epochs,

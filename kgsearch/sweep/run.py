@@ -25,20 +25,19 @@ from pathlib import Path
 
 from kgsearch.errors import KGSearchError
 from kgsearch.sweep.export import export_best
+from kgsearch.sweep.failures import all_recorded
 from kgsearch.sweep.progress import echo
 from kgsearch.sweep.ray_env import (adapt_resources, allocator_env, in_ray_job, quiet_tune_logs, start_ray,
                                     survive_killed_trials)
 from kgsearch.sweep.report import summary_table
-from kgsearch.sweep.results import STATUS_UNFINISHED, best_row, collect_trials, trials_csv, unfinished_trials
+from kgsearch.sweep.restore import SPEC_FILE, SPEC_FORMAT, TRAIN_RUNS, plan, rerun_candidates, unfinished_trials
+from kgsearch.sweep.results import STATUS_UNFINISHED, best_row, collect_trials, trials_csv
 from kgsearch.sweep.spec import SweepSpec
+from kgsearch.sweep.stop import sigterm_stops_the_sweep
 from kgsearch.sweep.storage import ExperimentStore
 from kgsearch.sweep.tuner import build_tuner, make_trainable
 from kgsearch.yamlio import yaml_text
 
-SPEC_FILE = "sweep.yaml"
-# Written into sweep.yaml; sweeps started before the sweep package (no `format`) cannot be resumed.
-SPEC_FORMAT = 2
-TRAIN_RUNS = "_train"
 
 
 @dataclasses.dataclass
@@ -47,7 +46,8 @@ class SweepOutcome:
     rows: list
     best: dict | None
     wall_s: float
-    interrupted: bool = False
+    interrupted: bool = False  # trials left unfinished (Ctrl-C, SIGTERM): --resume continues them
+    terminated: bool = False  # the sweep stopped on SIGTERM
 
 
 def prepare_data(spec: SweepSpec, data_root: str | None, say):
@@ -92,9 +92,13 @@ def check_data_root(data_root: str | None) -> None:
 
 
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None = None,
-              data_root: str | None = None, resume: bool = False, fail_fast: bool = False,
+              data_root: str | None = None, resume: bool | str = False, fail_fast: bool = False,
               time_budget_s: float | None = None, cpu_only: bool = False, say=echo) -> SweepOutcome:
-    """Run (or resume) one sweep end to end; see the module docstring for what it writes."""
+    """Run (or resume) one sweep end to end; see the module docstring for what it writes.
+
+    `resume`: False (start; refused where a sweep already ran), True (continue one), or "auto"
+    (continue one if there is one, else start).
+    """
     import yaml
     from ray import tune
 
@@ -106,19 +110,12 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
     started = time.time()
     store = experiment_store(spec, storage, name)
     exp = store.uri
-    if resume:
-        if not store.is_file(SPEC_FILE) or not tune.Tuner.can_restore(exp):
-            raise KGSearchError(f"--resume: {exp} holds no sweep to resume (no {SPEC_FILE} / Tune state)")
-        stored = yaml.safe_load(store.read_text(SPEC_FILE))
-        if stored.get("format") != SPEC_FORMAT:
-            raise KGSearchError(f"--resume: {exp} was started by an older kgsearch (before the kgsearch.sweep "
-                                "package) and cannot be resumed by this one; start it again with --name NEW")
+    resuming = plan(store, resume) == "resume"
+    stored = yaml.safe_load(store.read_text(SPEC_FILE)) if resuming else None
+    if resuming:
         spec = SweepSpec.model_validate(stored["spec"])
         data_root = data_root or stored.get("data_root")
         say(f"resuming sweep {spec.name} in {exp} (settings from its {SPEC_FILE})")
-    elif store.exists(SPEC_FILE) or tune.Tuner.can_restore(exp):
-        raise KGSearchError(f"{exp} already holds a sweep; pass --resume to continue it, or --name NEW "
-                            "for a new experiment")
     data_root = data_root or spec.data_root
     check_data_root(data_root)
     fault = env_fault()
@@ -134,41 +131,68 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
     import ray
 
     quiet_tune_logs()
-    survive_killed_trials()
+    note = survive_killed_trials()
+    if note:
+        say(note)
     spec = adapt_resources(spec, mode, say, cpu_only)
+    if spec.retries is None:  # a cluster loses nodes and OOM-kills trials; on a laptop a failure repeats
+        spec = spec.model_copy(update={"retries": 1 if mode == "cluster" else 0})
     shared = ray.put((dataset, prepared))  # once per sweep; every trial reads it from the object store
     ctx = TrialContext(model=spec.model, dataset=spec.dataset, data_root=data_root, metric=spec.metric,
                        resources=spec.resources, train_storage=store.join(TRAIN_RUNS), shared=shared,
-                       prepared_for=prepared_values(recipe_cls, config), fault=fault, worker_env=env)
+                       prepared_for=prepared_values(recipe_cls, config), fault=fault, worker_env=env,
+                       checkpoints=spec.checkpoints)
     trainable = make_trainable(spec, ctx)
     prov = provenance(spec.fixed.get("seed"))
-    if resume:
-        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_errored=True)
+    if resuming:
+        if stored.get("format") == SPEC_FORMAT:
+            schedule_reruns(store, say)
+        tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         record = {"format": SPEC_FORMAT, "spec": spec.model_dump(), "data_root": data_root, "ray": mode, **prov}
         store.write_text(SPEC_FILE, yaml_text(record, header=f"# resolved sweep settings ({spec.source}); read by --resume"))
         tuner = build_tuner(spec, trainable, store, fail_fast, prov, time_budget_s)
     say(f"sweep {spec.name}: {spec.num_samples} trials x <= {spec.scheduler.max_t} epochs, "
         f"{spec.searcher.type} + {spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
-        f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'} "
-        f"[{mode} Ray] -> {exp}")
+        f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'}, "
+        f"{spec.retries} retr{'y' if spec.retries == 1 else 'ies'} [{mode} Ray] -> {exp}")
     timing = {"started_at": started, "prepared_s": prepared_at - started, "ray_start_s": ray_ready_at - prepared_at,
               "tune_started_at": time.time()}
-    try:
-        results = tuner.fit()
-    except tune.TuneError as exc:  # fail_fast stops the experiment by raising
-        say(f"sweep stopped: {str(exc).splitlines()[0]}")
-        results = tune.Tuner.restore(exp, trainable=trainable).get_results()
-    timing["tune_finished_at"] = time.time()
-    timing["max_concurrent_trials"] = spec.max_concurrent_trials
-    return finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing)
+    with sigterm_stops_the_sweep() as stop:
+        try:
+            results = tuner.fit()
+        except tune.TuneError as exc:  # fail_fast stops the experiment by raising
+            say(f"sweep stopped: {str(exc).splitlines()[0]}")
+            results = tune.Tuner.restore(exp, trainable=trainable).get_results()
+        if stop.received:
+            say("SIGTERM: trials stopped and Tune's state saved; writing the results so far")
+        timing["tune_finished_at"] = time.time()
+        timing["max_concurrent_trials"] = spec.max_concurrent_trials
+        outcome = finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing)
+    outcome.terminated = stop.received
+    return outcome
+
+
+def schedule_reruns(store: ExperimentStore, say) -> None:
+    """Hand the values of trials that failed from outside them to the searcher, to run again as new trials."""
+    from kgsearch.sweep.failures import mark_rerun
+    from kgsearch.sweep.searcher import SweepSearchGenerator
+
+    again = rerun_candidates(store)
+    SweepSearchGenerator.reruns_on_restore = [r["params"] for r in again]
+    for failure in again:
+        mark_rerun(store.join(TRAIN_RUNS), failure)
+        say(f"{failure.get('trial') or failure['trial_id']} failed from outside it ({failure['type']}); "
+            "its values run again as a new trial")
 
 
 def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset, prepared, data_root, started,
            say, timing: dict | None = None) -> SweepOutcome:
     """Write trials.csv, evaluate the best trial's best checkpoint on test, export best/, print a summary."""
     searched = spec.searched
-    rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store))
+    rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store),
+                          train_runs=None if spec.resources.direct else f"{store.path}/{TRAIN_RUNS}",
+                          failures=all_recorded(store.join(TRAIN_RUNS)))
     store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))
     best = best_row(rows, spec.mode)
     best_info = None

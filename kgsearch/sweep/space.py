@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from kgsearch.config import ConfigError, check_value
+from kgsearch.errors import KGSearchError
 from kgsearch.sweep.spec import ChoiceParam, Param
 from kgsearch.yamlio import YamlDoc
 
@@ -51,67 +52,90 @@ def _base_type(hint: Any) -> type | None:
     return _base_type(args[0]) if len(args) == 1 else None
 
 
-def check_space(space: dict[str, Param], fixed: dict, config_cls: type, doc: YamlDoc) -> dict[str, Param]:
+def check_space(space: dict[str, Param], fixed: dict, config_cls: type, doc: YamlDoc,
+                report: Callable[[KGSearchError], None]) -> dict[str, Param]:
     """Ranges, types and `when` links of the searched params -> the space in dependency order.
 
     A `when` on a fixed param is decided now (the param stays or drops out); a `when` on a searched
-    param must name one of its choices.
+    param must name one of its choices. Each problem goes to `report` and its parameter is left out.
     """
     hints = typing.get_type_hints(config_cls)
     checked: dict[str, Param] = {}
     for name, p in space.items():
-        path = ("space", name)
-        base = _base_type(hints[name])
-        if p.type == "choice":
-            values = []
-            for i, v in enumerate(p.values):
-                try:
-                    values.append(check_value(config_cls, name, v))
-                except ConfigError as exc:
-                    raise doc.error(path + ("values", i), str(exc)) from None
-            if len(set(map(repr, values))) != len(values):
-                raise doc.error(path + ("values",), "repeated value")
-            p = p.model_copy(update={"values": values})
-        else:
-            if p.low > p.high:
-                raise doc.error(path + ("low",), f"low {p.low} is above high {p.high}")
-            if (p.type == "loguniform" or getattr(p, "log", False)) and p.low <= 0:
-                raise doc.error(path + ("low",), f"a log-scale range needs low > 0, got {p.low}")
-            if p.type != "int" and base is int:
-                raise doc.error(path + ("type",), f"{name!r} is an integer parameter; use type: int")
-            if p.type == "int" and (p.high - p.low) % p.step:
-                raise doc.error(path + ("step",), f"high - low ({p.high - p.low}) is not a multiple of step {p.step}")
-            if p.type == "int" and p.log and p.step != 1:
-                raise doc.error(path + ("log",), "log-scale int ranges need step 1 (Optuna)")
-            if base not in (int, float, None):
-                raise doc.error(path + ("type",), f"{name!r} is not numeric; use type: choice")
-        checked[name] = p
+        try:
+            checked[name] = _checked_param(name, p, _base_type(hints[name]), config_cls, doc)
+        except KGSearchError as exc:
+            report(exc)
+    refused = set(space) - set(checked)
 
     kept: dict[str, Param] = {}
     for name, p in checked.items():
-        conds, stays = {}, True
-        for parent, allowed in p.when.items():
-            path = ("space", name, "when", parent)
-            if parent == name:
-                raise doc.error(path, "a parameter cannot depend on itself")
-            if parent in fixed:
-                stays &= fixed[parent] in allowed
-                continue
-            if parent not in checked:
-                raise doc.error(path, f"names unknown parameter {parent!r} (not in space or fixed)")
-            if not isinstance(checked[parent], ChoiceParam):
-                raise doc.error(path, f"{parent!r} is a {checked[parent].type} range; only choice "
-                                      "parameters can switch others on")
-            for v in allowed:
-                if v not in checked[parent].values:
-                    raise doc.error(path, f"{v!r} is not one of {parent!r}'s choices {list(checked[parent].values)}")
-            conds[parent] = allowed
+        try:
+            conds, stays = _conditions(name, p, fixed, checked, refused, doc)
+        except KGSearchError as exc:
+            report(exc)
+            continue
         if stays:  # e.g. smoke pinned the parent to another value: the parameter drops out
             kept[name] = p.model_copy(update={"when": conds})
     for name, p in list(kept.items()):  # a child of a dropped parent drops too
         if any(parent not in kept for parent in p.when):
             kept.pop(name)
-    return _dependency_order(kept, doc)
+    try:
+        return _dependency_order(kept, doc)
+    except KGSearchError as exc:
+        report(exc)
+        return {}
+
+
+def _checked_param(name: str, p: Param, base: type | None, config_cls: type, doc: YamlDoc) -> Param:
+    path = ("space", name)
+    if p.type == "choice":
+        values = []
+        for i, v in enumerate(p.values):
+            try:
+                values.append(check_value(config_cls, name, v))
+            except ConfigError as exc:
+                raise doc.error(path + ("values", i), str(exc)) from None
+        if len(set(map(repr, values))) != len(values):
+            raise doc.error(path + ("values",), "repeated value")
+        return p.model_copy(update={"values": values})
+    if p.low > p.high:
+        raise doc.error(path + ("low",), f"low {p.low} is above high {p.high}")
+    if (p.type == "loguniform" or getattr(p, "log", False)) and p.low <= 0:
+        raise doc.error(path + ("low",), f"a log-scale range needs low > 0, got {p.low}")
+    if p.type != "int" and base is int:
+        raise doc.error(path + ("type",), f"{name!r} is an integer parameter; use type: int")
+    if p.type == "int" and (p.high - p.low) % p.step:
+        raise doc.error(path + ("step",), f"high - low ({p.high - p.low}) is not a multiple of step {p.step}")
+    if p.type == "int" and p.log and p.step != 1:
+        raise doc.error(path + ("log",), "log-scale int ranges need step 1 (Optuna)")
+    if base not in (int, float, None):
+        raise doc.error(path + ("type",), f"{name!r} is not numeric; use type: choice")
+    return p
+
+
+def _conditions(name: str, p: Param, fixed: dict, checked: dict, refused: set, doc: YamlDoc) -> tuple[dict, bool]:
+    """`p.when` without the conditions on fixed params, and whether those hold."""
+    conds, stays = {}, True
+    for parent, allowed in p.when.items():
+        path = ("space", name, "when", parent)
+        if parent == name:
+            raise doc.error(path, "a parameter cannot depend on itself")
+        if parent in fixed:
+            stays &= fixed[parent] in allowed
+            continue
+        if parent in refused:
+            return {}, False  # its parent was already reported
+        if parent not in checked:
+            raise doc.error(path, f"names unknown parameter {parent!r} (not in space or fixed)")
+        if not isinstance(checked[parent], ChoiceParam):
+            raise doc.error(path, f"{parent!r} is a {checked[parent].type} range; only choice "
+                                  "parameters can switch others on")
+        for v in allowed:
+            if v not in checked[parent].values:
+                raise doc.error(path, f"{v!r} is not one of {parent!r}'s choices {list(checked[parent].values)}")
+        conds[parent] = allowed
+    return conds, stays
 
 
 def _dependency_order(params: dict[str, Param], doc: YamlDoc) -> dict[str, Param]:

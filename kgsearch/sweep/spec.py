@@ -121,8 +121,8 @@ class SearcherSpec(_Strict):
 
 class SchedulerSpec(_Strict):
     type: Literal["asha", "fifo"] = "asha"  # fifo: every trial runs max_t epochs (no early stopping)
-    max_t: int = Field(ge=1)  # epochs a trial may run (sets params.epochs)
-    grace_period: int = Field(1, ge=1)  # epochs before ASHA may stop a trial
+    max_t: int | None = Field(None, ge=1)  # epochs a trial may run (sets params.epochs); default: the config's epochs
+    grace_period: int | None = Field(None, ge=1)  # epochs before ASHA may stop a trial; default: eval_every
     reduction_factor: int = Field(3, ge=2)
 
 
@@ -130,7 +130,7 @@ class ResourcesSpec(_Strict):
     workers: int = Field(1, ge=1)  # 1: the trial trains inside the Tune trial; >1: Ray Train DDP workers
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(0.0, ge=0)
-    max_failures: int = Field(0, ge=-1)  # worker-group restarts from the last checkpoint (-1: unlimited)
+    max_failures: int = Field(0, ge=-1)  # Train restarts of a worker group inside its trial (-1: unlimited)
 
     @property
     def direct(self) -> bool:
@@ -138,10 +138,32 @@ class ResourcesSpec(_Strict):
         return self.workers == 1
 
 
+class CheckpointSpec(_Strict):
+    keep: int = Field(1, ge=1)  # best checkpoints kept per trial (by the sweep metric), besides the newest
+    every: int = Field(1, ge=1)  # validations between resume checkpoints; a new best is always written
+
+
+class MlflowSpec(_Strict):
+    tracking_uri: str | None = None  # default: MLflow's own (./mlruns or $MLFLOW_TRACKING_URI)
+    experiment_name: str | None = None  # default: the experiment name
+
+
+class WandbSpec(_Strict):
+    project: str | None = None  # default: the experiment name
+    group: str | None = None
+
+
+class TrackingSpec(_Strict):
+    """Optional experiment trackers (Ray's callbacks); each needs its package installed."""
+
+    mlflow: MlflowSpec | None = None
+    wandb: WandbSpec | None = None
+
+
 class SmokeSpec(_Strict):
     num_samples: int = Field(2, ge=1)
     max_t: int = Field(2, ge=1)
-    grace_period: int = Field(1, ge=1)
+    grace_period: int | None = Field(None, ge=1)  # default: eval_every
     max_concurrent_trials: int | None = Field(None, ge=1)
     fixed: dict[str, Any] = Field(default_factory=dict)  # param overrides; pins searched params too
 
@@ -150,20 +172,29 @@ class SmokeSpec(_Strict):
 # The file, and the resolved spec
 
 
+# 20 trials: TPE's 10 random start-up trials, then 10 guided by its model of the space.
+DEFAULT_NUM_SAMPLES = 20
+
+
 class SweepFile(_Strict):
-    """What a search_spaces/NAME.yaml may say."""
+    """What a search_spaces/NAME.yaml may say; only `model` and `dataset` are required."""
 
     description: str | None = None
     model: str
     dataset: str
     data_root: str | None = None
-    metric: str
+    metric: str | None = None  # default: "val_" + the recipe's metric
     mode: Literal["max", "min"] = "max"
-    num_samples: int = Field(ge=1)
+    num_samples: int = Field(DEFAULT_NUM_SAMPLES, ge=1)
     max_concurrent_trials: int = Field(1, ge=1)
     searcher: SearcherSpec = Field(default_factory=SearcherSpec)
-    scheduler: SchedulerSpec
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    # Tune restarts of a failed trial from its last checkpoint (-1: unlimited); default 1 on a cluster,
+    # 0 on a local Ray. A NaN loss or a bad config is never retried.
+    retries: int | None = Field(None, ge=-1)
+    checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: str | None = None
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(default_factory=dict)
@@ -172,7 +203,8 @@ class SweepFile(_Strict):
 
 SECTIONS: dict[tuple, type[BaseModel]] = {
     (): SweepFile, ("searcher",): SearcherSpec, ("scheduler",): SchedulerSpec,
-    ("resources",): ResourcesSpec, ("smoke",): SmokeSpec,
+    ("resources",): ResourcesSpec, ("smoke",): SmokeSpec, ("checkpoints",): CheckpointSpec,
+    ("tracking",): TrackingSpec, ("tracking", "mlflow"): MlflowSpec, ("tracking", "wandb"): WandbSpec,
 }
 
 
@@ -189,13 +221,16 @@ class SweepSpec(_Strict):
     num_samples: int
     max_concurrent_trials: int
     searcher: SearcherSpec
-    scheduler: SchedulerSpec
+    scheduler: SchedulerSpec  # max_t and grace_period always set
     resources: ResourcesSpec
     storage: str | None
     fixed: dict[str, Any]  # every fixed recipe param, `epochs` = scheduler.max_t included
     space: dict[str, Param]  # searched params, a `when` parent always before its children
     description: str | None = None
     smoke: bool = False
+    retries: int | None = None  # None until the sweep knows whether it runs on a cluster
+    checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     @property
     def searched(self) -> tuple[str, ...]:

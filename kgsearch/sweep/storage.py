@@ -62,10 +62,15 @@ class ExperimentStore:
         self.write_bytes(rel, text.encode("utf-8"))
 
     def write_bytes(self, rel: str, data: bytes) -> None:
+        """Whole or not at all: a local file is renamed into place (a bucket object appears whole anyway)."""
         target = self._at(rel)
         self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
-        with self.fs.open_output_stream(target) as f:
+        local = isinstance(self.fs, pyarrow.fs.LocalFileSystem)
+        written = f"{target}.tmp-{os.getpid()}" if local else target
+        with self.fs.open_output_stream(written) as f:
             f.write(data)
+        if local:
+            os.replace(written, target)
 
     def write_json(self, rel: str, data: dict) -> None:
         self.write_text(rel, json.dumps(data, indent=2, default=float) + "\n")

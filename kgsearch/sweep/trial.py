@@ -10,8 +10,10 @@
   Train run is named after the trial id so a retried or restored trial finds its last checkpoint.
 
 Either way the epoch loop is `kgsearch.run.loop.fit()`, selecting checkpoints by the sweep's metric;
-its hooks report once per epoch (loss, validation metrics, epoch time, `epochs_done`) with a "last"
-checkpoint (kgsearch.run.checkpoint) that resumes the trial and holds its best-validation weights.
+its hooks report once per epoch (loss, validation metrics, epoch time, `epochs_done`), with a
+checkpoint when kgsearch.sweep.checkpoints says one is due. A deterministic failure (a NaN loss, a
+bad config) is recorded under the experiment, so that a Tune retry of the trial fails again at once
+instead of training again.
 Per-dataset work (loading, filters, `Recipe.prepare`) was done once by the sweep driver; trials fetch
 `(dataset, prepared)` from the object store, and `build_recipe` checks that the trial's config
 agrees with the values it was prepared with (the recipe's `prepare_fields`).
@@ -19,9 +21,10 @@ agrees with the values it was prepared with (the recipe's `prepare_fields`).
 
 from __future__ import annotations
 
+import socket
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,10 +36,12 @@ from kgsearch.recipe import prepared_values
 from kgsearch.run.checkpoint import load_checkpoint, restore_run, save_run
 from kgsearch.run.loop import FitHooks, FitState, TrainingDiverged, fit, seed_everything
 from kgsearch.run.runfile import RunFile
+from kgsearch.sweep.checkpoints import CHECKPOINT_FILE, CheckpointPolicy, keep_config, write_meta
+from kgsearch.sweep.failures import describe, record, recorded
 from kgsearch.sweep.faults import fault_hooks
-from kgsearch.sweep.spec import ResourcesSpec
+from kgsearch.sweep.spec import CheckpointSpec, ResourcesSpec
 
-CHECKPOINT_FILE = "checkpoint.pt"
+DETERMINISTIC_ERRORS = (TrainingDiverged, KGSearchError)  # a retry would only repeat these
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class TrialContext:
     prepared_for: dict  # the prepare_fields values `prepared` was computed with
     fault: str | None = None  # $KGSEARCH_FAULT of the driver, if set (kgsearch.sweep.faults)
     worker_env: dict | None = None  # env vars for Train workers (the glibc malloc settings)
+    checkpoints: CheckpointSpec = field(default_factory=CheckpointSpec)
 
 
 def run_file(ctx: TrialContext, params: dict) -> dict:
@@ -84,6 +90,19 @@ def _set_threads(resources: ResourcesSpec) -> None:
     torch.set_num_threads(max(1, int(resources.cpus_per_worker)))
 
 
+def check_cuda(resources: ResourcesSpec) -> bool:
+    """Whether the trial trains on CUDA; a trial that asked for a GPU on a node whose torch has no CUDA
+    fails with the reason instead of training on the CPU unnoticed."""
+    if resources.gpus_per_worker <= 0:
+        return False
+    if not torch.cuda.is_available():
+        build = "a CPU-only build" if torch.version.cuda is None else f"CUDA {torch.version.cuda}, no device visible"
+        raise KGSearchError(f"the trial asks for {resources.gpus_per_worker:g} GPU per worker, but torch "
+                            f"{torch.__version__} on {socket.gethostname()} has no CUDA ({build}): install the "
+                            "CUDA build of torch on GPU nodes, or pass --cpu")
+    return True
+
+
 # ------------------------------------------------------------------------------------------------
 # fit() hooks
 
@@ -92,9 +111,9 @@ class EpochReporter(FitHooks):
     """Turn each epoch record into one Tune/Train report, with a checkpoint when `write_checkpoint`."""
 
     def __init__(self, run: dict, recipe, send: Callable[[dict, str | None], None], write_checkpoint: bool,
-                 workers: int = 1, started_at: float | None = None):
+                 policy: CheckpointPolicy, metric: str, workers: int = 1, started_at: float | None = None):
         self.run, self.recipe, self.send, self.write_checkpoint = run, recipe, send, write_checkpoint
-        self.workers = workers
+        self.policy, self.metric, self.workers = policy, metric, workers
         self.started_at = started_at or time.time()  # when the Tune trial function began
         self.setup_s: float | None = None
         self.last_val: dict[str, float] = {}
@@ -117,11 +136,13 @@ class EpochReporter(FitHooks):
         metrics["workers"] = self.workers
         metrics["epochs_done"] = int(record["epoch"])  # ASHA's time_attr (training_iteration restarts on resume)
         metrics["timesteps_total"] = int(record["epoch"])  # TensorBoard's x axis = epoch
-        if not self.write_checkpoint:
+        # Every rank decides alike; only rank 0 writes (Train keeps rank 0's checkpoint).
+        if not (self.policy.due(record, improved) and self.write_checkpoint):
             self.send(metrics, None)
             return
         with tempfile.TemporaryDirectory(prefix="kgsearch-ckpt-") as tmp:
-            save_run(Path(tmp) / CHECKPOINT_FILE, self.run, self.recipe, state, "last")
+            save_run(Path(tmp) / CHECKPOINT_FILE, self.run, self.recipe, state, "epoch")
+            write_meta(tmp, state.epoch, record[self.metric])
             self.send(metrics, tmp)
 
 
@@ -153,19 +174,35 @@ def restore_from(checkpoint, recipe, model: str) -> FitState | None:
 
 def drive_trial(recipe_cls: type, worker_fn: Callable[[dict], None], config: dict, ctx: TrialContext) -> None:
     """`train_driver_fn`: the Tune function trial (direct training, or a Train V2 worker group)."""
+    from ray import tune
+
     started = time.time()
-    if ctx.resources.direct:
-        _train_here(recipe_cls, config, ctx, started)
-    else:
-        _train_with_workers(worker_fn, config, ctx, started)
+    trial_id = tune.get_context().get_trial_id()
+    failure = recorded(ctx.train_storage, trial_id)
+    if failure is not None:  # a Tune retry of a NaN trial, or a failed trial that a resume restarted
+        _fail_again(failure)
+    try:
+        if ctx.resources.direct:
+            _train_here(recipe_cls, config, ctx, started)
+        else:
+            _train_with_workers(worker_fn, config, ctx, started)
+    except DETERMINISTIC_ERRORS as exc:
+        record(ctx.train_storage, trial_id, type(exc).__name__, str(exc), transient=False)
+        raise
+
+
+def _fail_again(failure: dict) -> None:
+    """Fail at once, without training, as the trial did before (kgsearch.sweep.failures)."""
+    if failure["transient"]:
+        raise KGSearchError(f"failed before ({describe(failure)}); a resume runs its values again as a new trial")
+    raise (TrainingDiverged if failure["type"] == TrainingDiverged.__name__ else KGSearchError)(failure["message"])
 
 
 def _train_here(recipe_cls: type, params: dict, ctx: TrialContext, started: float) -> None:
     from ray import tune
 
     _set_threads(ctx.resources)
-    use_gpu = ctx.resources.gpus_per_worker > 0 and torch.cuda.is_available()
-    device = torch.device("cuda" if use_gpu else "cpu")
+    device = torch.device("cuda" if check_cuda(ctx.resources) else "cpu")
     config, recipe = build_recipe(recipe_cls, params, ctx, device)
     state = restore_from(tune.get_checkpoint(), recipe, ctx.model)
 
@@ -174,9 +211,10 @@ def _train_here(recipe_cls: type, params: dict, ctx: TrialContext, started: floa
 
     hooks = [*fault_hooks(ctx.fault, tune.get_context().get_trial_name(), ctx.train_storage),
              EpochReporter(run_file(ctx, config_to_dict(config)), recipe, send, write_checkpoint=True,
+                           policy=CheckpointPolicy(ctx.checkpoints.every, config.epochs), metric=ctx.metric,
                            started_at=started)]
     fit(recipe, epochs=config.epochs, eval_every=config.eval_every, metric=ctx.metric, state=state,
-        hooks=hooks, log=None)
+        hooks=hooks, patience=getattr(config, "patience", 0), log=None)
 
 
 def _train_with_workers(worker_fn: Callable[[dict], None], params: dict, ctx: TrialContext, started: float) -> None:
@@ -203,7 +241,7 @@ def _train_with_workers(worker_fn: Callable[[dict], None], params: dict, ctx: Tr
                 max_failures=res.max_failures,
                 # a worker group that cannot be placed would otherwise be retried forever (docs/ray.md)
                 controller_failure_limit=max(1, res.max_failures)),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),  # it holds the best weights too
+            checkpoint_config=ray.train.CheckpointConfig(**keep_config(ctx.checkpoints, ctx.metric)),
             callbacks=[TuneReportCallback()],
             worker_runtime_env={"env_vars": dict(ctx.worker_env)} if ctx.worker_env else None,
         ),
@@ -211,20 +249,21 @@ def _train_with_workers(worker_fn: Callable[[dict], None], params: dict, ctx: Tr
     try:
         trainer.fit()
     except ray.train.TrainingFailedError as exc:
-        # Surface the workers' own error (e.g. TrainingDiverged) as the trial's error.
+        # Surface the workers' own deterministic error (e.g. TrainingDiverged) as the trial's error.
         failures = getattr(exc, "worker_failures", None) or {}
         cause = next(iter(failures.values()), None)
-        if cause is not None and "TrainingDiverged" in repr(cause):
-            raise TrainingDiverged(_first_line(cause)) from None
+        for kind in DETERMINISTIC_ERRORS:
+            if cause is not None and kind.__name__ in repr(cause):
+                raise kind(_first_line(str(cause), kind.__name__)) from None
         raise
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    for line in reversed(text):  # Ray wraps the remote traceback; the last line is the cause
-        if "TrainingDiverged" in line:
-            return line.split("TrainingDiverged:", 1)[-1].strip()
-    return text[-1] if text else type(exc).__name__
+def _first_line(text: str, name: str) -> str:
+    lines = text.strip().splitlines()
+    for line in reversed(lines):  # Ray wraps the remote traceback; the last line is the cause
+        if f"{name}:" in line:
+            return line.split(f"{name}:", 1)[-1].strip()
+    return lines[-1] if lines else name
 
 
 # ------------------------------------------------------------------------------------------------
@@ -242,7 +281,7 @@ def worker_loop(recipe_cls: type, loop_config: dict) -> None:
     _set_threads(ctx.resources)
     train_ctx = ray.train.get_context()
     rank, world = train_ctx.get_world_rank(), train_ctx.get_world_size()
-    device = ray.train.torch.get_device() if ctx.resources.gpus_per_worker > 0 else torch.device("cpu")
+    device = ray.train.torch.get_device() if check_cuda(ctx.resources) else torch.device("cpu")
     config, recipe = build_recipe(recipe_cls, loop_config["params"], ctx, device, rank, world)
     state = restore_from(ray.train.get_checkpoint(), recipe, ctx.model)  # every rank loads the same state
     # find_unused_parameters: ablation switches (w/o CCD, -GRU, -S, ...) leave parts of a model out of
@@ -262,8 +301,9 @@ def worker_loop(recipe_cls: type, loop_config: dict) -> None:
     hooks = [*fault_hooks(ctx.fault, loop_config["trial_name"], ctx.train_storage, rank),
              RankMean(all_reduce_sum, world),
              EpochReporter(run_file(ctx, config_to_dict(config)), recipe, send, write_checkpoint=rank == 0,
+                           policy=CheckpointPolicy(ctx.checkpoints.every, config.epochs), metric=ctx.metric,
                            workers=world, started_at=loop_config.get("started_at"))]
     # Validation ranks are all-reduced (sums of reciprocal ranks and hits), so 1 and N workers report
     # exactly the same metrics for the same weights.
     fit(recipe, epochs=config.epochs, eval_every=config.eval_every, metric=ctx.metric, state=state,
-        hooks=hooks, reduce=all_reduce_sum, log=None)
+        hooks=hooks, reduce=all_reduce_sum, patience=getattr(config, "patience", 0), log=None)

@@ -6,23 +6,15 @@ import importlib
 import os
 
 from kgsearch.errors import KGSearchError
+from kgsearch.sweep.checkpoints import keep_config
+from kgsearch.sweep.failures import FailureRecorder
 from kgsearch.sweep.progress import ProgressPrinter, ProvenanceWriter, trial_dirname
-from kgsearch.sweep.space import optuna_space
+from kgsearch.sweep.ray_env import driver_resources
+from kgsearch.sweep.restore import TRAIN_RUNS
+from kgsearch.sweep.searcher import make_search_alg
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.storage import ExperimentStore
-
-def make_searcher(spec: SweepSpec):
-    import optuna
-    from ray.tune.search.optuna import OptunaSearch
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if spec.searcher.type == "random":
-        sampler = optuna.samplers.RandomSampler(seed=spec.searcher.seed)
-    else:
-        # TPE's default 10 random start-up trials would be most of a small sweep.
-        sampler = optuna.samplers.TPESampler(seed=spec.searcher.seed,
-                                             n_startup_trials=spec.searcher.n_startup_trials)
-    return OptunaSearch(space=optuna_space(spec.space), metric=spec.metric, mode=spec.mode, sampler=sampler)
+from kgsearch.sweep.trackers import tracker_callbacks
 
 
 def make_scheduler(spec: SweepSpec):
@@ -56,8 +48,9 @@ def make_trainable(spec: SweepSpec, ctx):
         request = {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker}
     else:
         # The trial itself only waits on its worker group (which has its own placement group);
-        # {"cpu": 0} alone is refused, so it reserves a little memory instead.
-        request = {"cpu": 0, "memory": 64 * 1024 * 1024}
+        # {"cpu": 0} alone is refused, so it reserves a little memory instead, and it stays on a node
+        # that is not reclaimed, where the cluster marks one (ray_env.DRIVER_RESOURCE).
+        request = {"cpu": 0, "memory": 64 * 1024 * 1024, **driver_resources()}
     return tune.with_resources(fn, request)
 
 
@@ -66,16 +59,21 @@ def build_tuner(spec: SweepSpec, trainable, store: ExperimentStore, fail_fast: b
     from ray import tune
 
     searched = spec.searched
+    progress = ProgressPrinter(spec.metric, spec.scheduler.max_t, searched, asha=spec.scheduler.type == "asha",
+                               time_budget_s=time_budget_s)
     run_config = tune.RunConfig(
         name=store.name, storage_path=store.root, verbose=0,
-        callbacks=[ProgressPrinter(spec.metric, spec.scheduler.max_t, searched), ProvenanceWriter(provenance)],
-        failure_config=tune.FailureConfig(max_failures=0, fail_fast=fail_fast),
-        # One checkpoint per trial suffices: it carries the best-validation weights as well.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[progress, ProvenanceWriter(provenance), FailureRecorder(store.join(TRAIN_RUNS)),
+                   *tracker_callbacks(spec.tracking, store.name)],
+        # Tune restarts a failed trial from its newest checkpoint; a deterministic failure fails again at
+        # once without training (kgsearch.sweep.trial). Tune refuses retries together with fail_fast.
+        failure_config=tune.FailureConfig(max_failures=0 if fail_fast else (spec.retries or 0), fail_fast=fail_fast),
+        checkpoint_config=tune.CheckpointConfig(**keep_config(spec.checkpoints, spec.metric)),
     )
     tune_config = tune.TuneConfig(
-        metric=spec.metric, mode=spec.mode, search_alg=make_searcher(spec), scheduler=make_scheduler(spec),
-        num_samples=spec.num_samples, max_concurrent_trials=spec.max_concurrent_trials,
+        # The concurrency limit is inside the search generator (kgsearch.sweep.searcher).
+        metric=spec.metric, mode=spec.mode, search_alg=make_search_alg(spec), scheduler=make_scheduler(spec),
+        num_samples=spec.num_samples,
         trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname,
         # Reusing trial processes saves each trial a Python start and the torch/kgsearch imports
         # (about 8 s per trial on this 2-core machine; docs/benchmarks_sweep.md).

@@ -1,25 +1,32 @@
 """Sweep files (search_spaces/NAME.yaml) -> a validated `SweepSpec`, checked before Ray starts.
 
-Every mistake becomes one `KGSearchError` naming the file, the YAML line, the key path
-(`space.lr.low`) and the reason. pydantic checks the shape (kgsearch.sweep.spec); the checks here
-check meaning against the facts the recipe declares (data kind, metrics, config fields, the fields
-`prepare()` reads): nothing here names a model.
+Every mistake becomes one line naming the file, the YAML line, the key path (`space.lr.low`) and the
+reason; all the mistakes of a file are reported together, in one `KGSearchError`. pydantic checks the
+shape (kgsearch.sweep.spec); the checks here check meaning against the facts the recipe declares (data
+kind, metrics, config fields, the fields `prepare()` reads): nothing here names a model. Keys left out
+get the defaults documented in kgsearch.sweep.spec (the recipe's metric, TPE, ASHA over the config's
+epochs, one CPU per trial, 20 trials).
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import difflib
+import itertools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from pydantic import ValidationError
 
 from kgsearch.config import ConfigError, check_value, field_names
 from kgsearch.errors import KGSearchError
 from kgsearch.recipe import RECIPES, check_metric, get_recipe
+from kgsearch.overrides import apply_overrides
 from kgsearch.sweep.space import check_configs, check_space
 from kgsearch.sweep.spec import PARAM_MODELS, PARAM_TYPES, SECTIONS, SweepFile, SweepSpec
+from kgsearch.sweep.trackers import missing_trackers
 from kgsearch.yamlio import YamlDoc, parse_yaml
 
 SEARCH_SPACES = "search_spaces"
@@ -68,6 +75,29 @@ def resolve_sweep(name_or_path: str, cwd: Path | None = None) -> Path:
 # Loading
 
 
+class Problems:
+    """Every problem of a file, reported together: one `file:line: key.path: reason` per line."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def add(self, exc: KGSearchError) -> None:
+        for line in str(exc).splitlines():
+            if line not in self.lines:
+                self.lines.append(line)
+
+    @contextlib.contextmanager
+    def check(self):
+        try:
+            yield
+        except KGSearchError as exc:
+            self.add(exc)
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise KGSearchError("\n".join(self.lines))
+
+
 def load_spec(name_or_path: str | os.PathLike, *, cwd: Path | None = None, **overrides) -> SweepSpec:
     """Resolve, read and validate a sweep file; `overrides` as for `parse_spec`."""
     path = resolve_sweep(os.fspath(name_or_path), cwd)
@@ -81,82 +111,104 @@ def load_spec(name_or_path: str | os.PathLike, *, cwd: Path | None = None, **ove
 def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke: bool = False,
                num_samples: int | None = None, max_epochs: int | None = None, searcher: str | None = None,
                asha: bool | None = None, max_concurrent_trials: int | None = None,
-               data_root: str | None = None) -> SweepSpec:
-    """Validate a sweep file's text and apply --smoke and the command-line overrides.
+               data_root: str | None = None, sets: Sequence[str] = (), set_origins: Sequence[str] | None = None
+               ) -> SweepSpec:
+    """Validate a sweep file's text and apply `sets` (--set KEY=VALUE), --smoke and the command-line flags.
 
-    `data_root` (--data-root) is where a dataset name that is not a known benchmark is looked up,
-    before the file's own `data_root`.
+    Every problem is reported at once (KGSearchError, one line each). `data_root` (--data-root) is
+    where a dataset name that is not a known benchmark is looked up, before the file's own `data_root`.
     """
-    doc = parse_yaml(text, source, what="sweep settings")
-    try:
-        parsed = SweepFile.model_validate(doc.data)
-    except ValidationError as exc:
-        raise _shape_error(exc, doc) from None
-
+    doc = apply_overrides(parse_yaml(text, source, what="sweep settings"), list(sets),
+                          list(set_origins) if set_origins else None)
+    problems = Problems()
+    parsed = _shape(doc, problems)
+    if parsed is None:
+        problems.raise_any()
     if parsed.model not in RECIPES:
-        raise doc.error(("model",), f"unknown model {parsed.model!r} (known: {', '.join(sorted(RECIPES))})")
+        problems.add(doc.error(("model",), f"unknown model {parsed.model!r} (known: {', '.join(sorted(RECIPES))})"))
+        problems.raise_any()
     recipe_cls = get_recipe(parsed.model)
-    _check_dataset(parsed, recipe_cls, doc, data_root)
-    try:
-        check_metric(recipe_cls, parsed.metric)
-        if not parsed.metric.startswith("val_"):
-            raise KGSearchError(f"the sweep metric is a validation metric: 'val_{parsed.metric}'")
-    except KGSearchError as exc:
-        raise doc.error(("metric",), str(exc)) from None
-    if parsed.mode != "max":
-        raise doc.error(("mode",), f"mode must be 'max' for {parsed.metric} (higher is better)")
-
     config_cls = recipe_cls.Config
-    fixed = {k: _fixed_value(("fixed", k), k, v, config_cls, doc) for k, v in parsed.fixed.items()}
-    smoke_fixed = {k: _fixed_value(("smoke", "fixed", k), k, v, config_cls, doc)
-                   for k, v in (parsed.smoke.fixed if parsed.smoke else {}).items()}
+    defaults = config_cls()
+    with problems.check():
+        _check_dataset(parsed, recipe_cls, doc, data_root)
+    metric = parsed.metric or f"val_{recipe_cls.metric}"
+    with problems.check():
+        try:
+            check_metric(recipe_cls, metric)
+            if not metric.startswith("val_"):
+                raise KGSearchError(f"the sweep metric is a validation metric: 'val_{metric}'")
+        except KGSearchError as exc:
+            raise doc.error(("metric",), str(exc)) from None
+    if parsed.mode != "max":
+        problems.add(doc.error(("mode",), f"mode must be 'max' for {metric} (higher is better)"))
+
+    fixed = _fixed_values(("fixed",), parsed.fixed, config_cls, doc, problems)
+    smoke_fixed = _fixed_values(("smoke", "fixed"), parsed.smoke.fixed if parsed.smoke else {}, config_cls, doc,
+                                problems)
     space = dict(parsed.space)
+    for path in getattr(doc, "overrides", {}):  # --set fixed.lr=0.01 pins a searched parameter, as smoke does
+        if len(path) == 2 and path[0] == "fixed":
+            space.pop(path[1], None)
     sched = parsed.scheduler.model_dump()
+    sched["max_t"] = sched["max_t"] or int(defaults.epochs)  # the config's own training length
     samples, concurrency = parsed.num_samples, parsed.max_concurrent_trials
     if smoke:
         if parsed.smoke is None:
-            raise doc.error((), "--smoke: this sweep has no `smoke:` block")
+            problems.add(doc.error((), "--smoke: this sweep has no `smoke:` block"))
+            problems.raise_any()
         fixed.update(smoke_fixed)
         for k in smoke_fixed:
             space.pop(k, None)  # a smoke override pins a searched parameter
         samples = parsed.smoke.num_samples
         sched.update(max_t=parsed.smoke.max_t, grace_period=parsed.smoke.grace_period)
         concurrency = parsed.smoke.max_concurrent_trials or concurrency
-    for k in fixed:
-        if k in space:
-            raise doc.error(("space", k), f"{k!r} is also set in `fixed`; a parameter is either fixed or searched")
-    for k in space:
-        _searchable(("space", k), k, recipe_cls, doc)
+    for k in list(space):
+        try:
+            if k in fixed:
+                raise doc.error(("space", k), f"{k!r} is also set in `fixed`; a parameter is either fixed or searched")
+            _searchable(("space", k), k, recipe_cls, doc)
+        except KGSearchError as exc:
+            problems.add(exc)
+            space.pop(k)
 
-    # Command-line overrides (already checked positive by argparse).
+    # Command-line flags (already checked positive by argparse).
     samples = num_samples or samples
     concurrency = max_concurrent_trials or concurrency
     if max_epochs:
         sched["max_t"] = max_epochs
-    sched["grace_period"] = min(sched["grace_period"], sched["max_t"])
     if asha is not None:
         sched["type"] = "asha" if asha else "fifo"
+    eval_every = int(fixed.get("eval_every", getattr(defaults, "eval_every", 1)))
+    # Default grace: the first validation, so that ASHA's rungs fall on validation epochs.
+    sched["grace_period"] = min(sched["grace_period"] or eval_every, sched["max_t"])
     fixed["epochs"] = sched["max_t"]
 
-    space = check_space(space, fixed, config_cls, doc)
-    check_configs(config_cls, fixed, space, doc, ("smoke", "fixed") if smoke else ("fixed",))
-    eval_every = int(fixed.get("eval_every", getattr(config_cls(), "eval_every", 1)))
+    space = check_space(space, fixed, config_cls, doc, problems.add)
+    if not problems.lines:  # configs built from parts already refused would only repeat those problems
+        with problems.check():
+            check_configs(config_cls, fixed, space, doc, ("smoke", "fixed") if smoke else ("fixed",))
     if sched["type"] == "asha" and sched["grace_period"] % eval_every and sched["grace_period"] < sched["max_t"]:
         where = ("smoke", "grace_period") if smoke else ("scheduler", "grace_period")
-        raise doc.error(where, f"grace_period {sched['grace_period']} must be a multiple of eval_every "
-                               f"({eval_every}) so that ASHA's rungs fall on validation epochs")
+        problems.add(doc.error(where, f"grace_period {sched['grace_period']} must be a multiple of eval_every "
+                                      f"({eval_every}) so that ASHA's rungs fall on validation epochs"))
     res = parsed.resources
     if res.workers > 1 and res.gpus_per_worker and not float(res.gpus_per_worker).is_integer():
-        raise doc.error(("resources", "gpus_per_worker"),
-                        f"fractional GPUs ({res.gpus_per_worker}) only for one-worker trials "
-                        f"(workers is {res.workers}); NCCL needs a whole GPU per worker")
+        problems.add(doc.error(("resources", "gpus_per_worker"),
+                               f"fractional GPUs ({res.gpus_per_worker}) only for one-worker trials "
+                               f"(workers is {res.workers}); NCCL needs a whole GPU per worker"))
+    for key in missing_trackers(parsed.tracking):
+        problems.add(doc.error(("tracking", key), f"the {key} package is not installed here (kgsearch does not "
+                                                  f"depend on it): pip install {key}, or remove tracking.{key}"))
+    problems.raise_any()
 
     return SweepSpec(
         name=name, source=source, model=parsed.model, dataset=parsed.dataset, data_root=parsed.data_root,
-        metric=parsed.metric, mode=parsed.mode, num_samples=samples, max_concurrent_trials=concurrency,
+        metric=metric, mode=parsed.mode, num_samples=samples, max_concurrent_trials=concurrency,
         searcher=parsed.searcher.model_copy(update={"type": searcher or parsed.searcher.type}),
         scheduler=parsed.scheduler.model_copy(update=sched), resources=res, storage=parsed.storage,
-        fixed=fixed, space=space, description=parsed.description, smoke=smoke)
+        fixed=fixed, space=space, description=parsed.description, smoke=smoke, retries=parsed.retries,
+        checkpoints=parsed.checkpoints, tracking=parsed.tracking)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -187,6 +239,14 @@ def _unknown_param(path: tuple, key: str, config_cls: type, doc: YamlDoc) -> KGS
                            + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; known: {', '.join(sorted(fields))}")
 
 
+def _fixed_values(section: tuple, values: dict, config_cls: type, doc: YamlDoc, problems: Problems) -> dict:
+    checked = {}
+    for k, v in values.items():
+        with problems.check():
+            checked[k] = _fixed_value(section + (k,), k, v, config_cls, doc)
+    return checked
+
+
 def _fixed_value(path: tuple, key: str, value: Any, config_cls: type, doc: YamlDoc) -> Any:
     if key not in field_names(config_cls):
         raise _unknown_param(path, key, config_cls, doc)
@@ -210,6 +270,7 @@ def _searchable(path: tuple, key: str, recipe_cls: type, doc: YamlDoc) -> None:
 
 
 def _known_keys(loc: tuple, raw: dict) -> list[str]:
+    loc = tuple(str(p) for p in loc)
     if loc in SECTIONS:
         return sorted(SECTIONS[loc].model_fields)
     if len(loc) == 2 and loc[0] == "space":
@@ -219,29 +280,68 @@ def _known_keys(loc: tuple, raw: dict) -> list[str]:
     return []
 
 
-def _shape_error(err: ValidationError, doc: YamlDoc) -> KGSearchError:
-    # A misspelt key also shows up as the correct one "missing": report the misspelling first.
-    rank = {"extra_forbidden": 0, "missing": 2}
-    first = sorted(err.errors(), key=lambda e: rank.get(e["type"], 1))[0]
-    loc = tuple(first["loc"])
-    if len(loc) >= 3 and loc[0] == "space" and loc[2] in PARAM_TYPES:
-        loc = loc[:2] + loc[3:]  # drop pydantic's discriminator tag from the path
-    kind, value = first["type"], first.get("input")
-    if kind == "extra_forbidden":
-        known = _known_keys(loc[:-1], doc.data)
-        hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        reason = f"unknown key {loc[-1]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + \
-            (f"; known keys: {', '.join(known)}" if known else "")
-    elif kind == "missing":
-        reason = "required key is missing"
-    elif kind == "union_tag_not_found":
-        reason = f"missing 'type' (one of {', '.join(PARAM_TYPES)})"
-    elif kind == "union_tag_invalid":
-        loc = loc + ("type",)
-        reason = f"unknown type {first['ctx'].get('tag')!r} (expected one of {', '.join(PARAM_TYPES)})"
-    else:
-        reason = f"{first['msg'][0].lower()}{first['msg'][1:]} (got {value!r})"
-    return doc.error(loc, reason)
+REQUIRED = {("model",), ("dataset",)}
+
+
+def _shape(doc: YamlDoc, problems: Problems) -> SweepFile | None:
+    """pydantic's view of the file. Each round reports what is wrong and drops it, so that the rest can
+    still be checked for meaning; None when a required key is what is wrong."""
+    data = doc.data
+    for _ in range(4):
+        try:
+            return SweepFile.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+        for problem in _shape_errors(errors, doc):
+            problems.add(problem)
+        for e in errors:
+            data = _without(data, tuple(e["loc"]))
+            if data is None:
+                return None
+    return None
+
+
+def _without(data: dict, loc: tuple) -> dict | None:
+    """`data` without the entry a shape error points at (a whole `space` parameter, or one key)."""
+    path = loc[:2] if loc[:1] == ("space",) else tuple(itertools.takewhile(lambda p: isinstance(p, str), loc))
+    if not path or path in REQUIRED:
+        return None
+    data = copy.deepcopy(data)
+    node = data
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(path[-1], None)
+    return data
+
+
+def _shape_errors(errors: list[dict], doc: YamlDoc) -> list[KGSearchError]:
+    extras = {tuple(e["loc"][:-1]): str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden"}
+    out = []
+    for e in errors:
+        loc = tuple(e["loc"])
+        if len(loc) >= 3 and loc[0] == "space" and loc[2] in PARAM_TYPES:
+            loc = loc[:2] + loc[3:]  # drop pydantic's discriminator tag from the path
+        kind, value = e["type"], e.get("input")
+        if kind == "extra_forbidden":
+            known = _known_keys(loc[:-1], doc.data)
+            hint = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            reason = f"unknown key {loc[-1]!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "") + \
+                (f"; known keys: {', '.join(known)}" if known else "")
+        elif kind == "missing":
+            misspelt = extras.get(loc[:-1])
+            if misspelt and difflib.get_close_matches(misspelt, [str(loc[-1])], n=1):
+                continue  # already reported as the misspelling
+            reason = "required key is missing"
+        elif kind == "union_tag_not_found":
+            reason = f"missing 'type' (one of {', '.join(PARAM_TYPES)})"
+        elif kind == "union_tag_invalid":
+            loc = loc + ("type",)
+            reason = f"unknown type {e['ctx'].get('tag')!r} (expected one of {', '.join(PARAM_TYPES)})"
+        else:
+            reason = f"{e['msg'][0].lower()}{e['msg'][1:]} (got {value!r})"
+        out.append(doc.error(loc, reason))
+    return out
 
 
 __all__ = ["load_spec", "parse_spec", "resolve_sweep", "available_sweeps", "search_dirs", "REPO_ROOT"]

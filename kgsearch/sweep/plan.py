@@ -1,0 +1,67 @@
+"""A sweep before it runs: `--dry-run` (the resolved sweep and what it costs) and `--list` (the shipped sweeps).
+Nothing here starts Ray or touches storage."""
+
+from __future__ import annotations
+
+import math
+
+import yaml
+
+from kgsearch.sweep.spec import SweepSpec
+from kgsearch.sweep.validate import available_sweeps, resolve_sweep
+from kgsearch.yamlio import plain
+
+
+def asha_epochs(n: int, grace: int, eta: int, max_t: int) -> float:
+    """Epochs ASHA runs in total, ideally (docs/cluster.md, "What a sweep costs"): about n / eta^i
+    trials go on from rung i-1 to rung i, rungs at grace * eta^i below max_t, the last stretch to max_t."""
+    rungs = []
+    while grace * eta ** len(rungs) < max_t:
+        rungs.append(grace * eta ** len(rungs))
+    rungs.append(max_t)
+    return sum(n / eta ** i * (r - (rungs[i - 1] if i else 0)) for i, r in enumerate(rungs))
+
+
+def cost_lines(spec: SweepSpec) -> list[str]:
+    s, res = spec.scheduler, spec.resources
+    fifo = spec.num_samples * s.max_t
+    lines = [f"trials: {spec.num_samples} x <= {s.max_t} epochs = {fifo} trial-epochs at most (every trial to max_t)"]
+    if s.type == "asha":
+        est = asha_epochs(spec.num_samples, s.grace_period, s.reduction_factor, s.max_t)
+        lines.append(f"ASHA (grace {s.grace_period}, reduction {s.reduction_factor}): about {math.ceil(est)} "
+                     f"trial-epochs; budget ~1.5x that ({math.ceil(1.5 * est)}), as measured on dans_umls")
+        epochs = 1.5 * est
+    else:
+        epochs = fifo
+    per_trial = f"{res.workers} worker(s) x ({res.cpus_per_worker:g} CPU, {res.gpus_per_worker:g} GPU)"
+    gpus = res.workers * res.gpus_per_worker
+    cpus = res.workers * res.cpus_per_worker
+    use = f"~{math.ceil(epochs * gpus)} GPU-epochs" if gpus else f"~{math.ceil(epochs * cpus)} CPU-epochs"
+    lines.append(f"per trial: {per_trial}; {spec.max_concurrent_trials} at a time; {use} "
+                 "(x seconds per epoch on the target hardware = the sweep's device time)")
+    retries = "1 on a cluster, 0 on a local Ray" if spec.retries is None else spec.retries
+    lines.append(f"retries of a failed trial: {retries}; checkpoints kept per trial: the newest + "
+                 f"{spec.checkpoints.keep} best")
+    return lines
+
+
+def dry_run_text(spec: SweepSpec, experiment: str) -> str:
+    data = plain(spec.model_dump())
+    for param in data["space"].values():
+        if not param["when"]:
+            del param["when"]
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)  # one line per section
+    return "\n".join([f"# resolved sweep {spec.name} ({spec.source})", body.rstrip(), "",
+                      f"experiment folder: {experiment}", *cost_lines(spec), "dry run: nothing started, nothing written"])
+
+
+def list_text() -> str:
+    rows = [("sweep", "model", "dataset", "description")]
+    for name in available_sweeps():
+        try:
+            data = yaml.safe_load(resolve_sweep(name).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            data = {}
+        rows.append((name, str(data.get("model", "?")), str(data.get("dataset", "?")), str(data.get("description") or "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r[:3], widths)), r[3]]).rstrip() for r in rows)
