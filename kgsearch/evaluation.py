@@ -11,6 +11,7 @@ from typing import Callable
 
 import torch
 
+from kgsearch.progress import ProgressFactory, silent
 HITS_AT = (1, 3, 10)
 
 
@@ -147,6 +148,7 @@ def evaluate_static(
     batch_size: int = 256,
     shard: tuple[int, int] = (0, 1),
     device: torch.device | str = "cpu",
+    progress: ProgressFactory = silent,
 ) -> RankAccumulator:
     """Filtered (or raw, when filter_index is None) ranking of both directions of `triples`.
 
@@ -159,6 +161,7 @@ def evaluate_static(
     if filter_index is not None:
         filter_index = filter_index.to(device)
     acc = RankAccumulator()
+    bar = progress("evaluation", -(-len(anchor) // batch_size))
     for i in range(0, len(anchor), batch_size):
         a, r, t = anchor[i:i + batch_size], rel[i:i + batch_size], target[i:i + batch_size]
         scores = score_fn(a, r)
@@ -166,6 +169,8 @@ def evaluate_static(
         if filter_index is not None:
             rows, cols = filter_index.lookup(a * (2 * num_relations) + r)
         acc.add(realistic_ranks(scores, t, rows, cols))
+        bar.advance()
+    bar.close()
     return acc
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Protocol
 import torch
 
 from kgsearch.errors import KGSearchError
+from kgsearch.progress import ProgressFactory, silent
 
 # name -> "module:Class"; imported on first use so that listing names imports no model code.
 RECIPES: dict[str, str] = {
@@ -41,9 +42,10 @@ class Recipe(Protocol):
     # -- behaviour -------------------------------------------------------------------------------
     model: torch.nn.Module
     forward_model: torch.nn.Module  # the trial engine replaces it with DDP(model)
+    progress: ProgressFactory  # called for each long loop (epoch, evaluation); silent unless a CLI sets it
 
     @classmethod
-    def prepare(cls, config: Any, dataset: Any) -> dict: ...
+    def prepare(cls, config: Any, dataset: Any, progress: ProgressFactory = silent) -> dict: ...
 
     def __init__(self, config: Any, dataset: Any, prepared: dict, device: Any = "cpu",
                  rank: int = 0, world_size: int = 1) -> None: ...

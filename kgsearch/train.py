@@ -16,6 +16,7 @@ from pathlib import Path
 
 from kgsearch.errors import KGSearchError, cli_entry
 from kgsearch.overrides import apply_overrides
+from kgsearch.progress import console
 from kgsearch.run.checkpoint import load_checkpoint, restore_run, save_run
 from kgsearch.run.loop import FitHooks, FitState, fit
 from kgsearch.run.metrics import evaluate_split
@@ -40,7 +41,7 @@ def run_training(run: RunFile, source: str, out: Path | None, data_root: str | N
     """Train one run file end to end; returns {"val": best validation metrics, "test": test metrics}."""
     from kgsearch.provenance import provenance
 
-    config, _, recipe = build(run, source, data_root, device)
+    config, _, recipe = build(run, source, data_root, device, progress=console)
     state = None
     if resume:
         if out is None or not (out / "last.pt").exists():
@@ -70,7 +71,7 @@ def evaluate_checkpoint(path: str, data_root: str | None = None, device: str = "
     """Test metrics of the weights saved in a checkpoint (data and preparation rebuilt from its run file)."""
     blob = load_checkpoint(path)
     run = RunFile.from_dict(blob["config"], source=f"{path} (its run file)")
-    _, _, recipe = build(run, path, data_root, device)
+    _, _, recipe = build(run, path, data_root, device, progress=console)
     restore_run(blob, recipe)
     return evaluate_split(recipe, "test")
 

@@ -11,7 +11,8 @@ PACKAGES = ("kgsearch", "trainables")
 MAX_LINES = 400
 LAYER_NAMES = ["foundation", "data", "registry", "models", "run", "entry points", "binders"]
 FOUNDATION = {"kgsearch", "kgsearch.errors", "kgsearch.yamlio", "kgsearch.provenance", "kgsearch.cache",
-              "kgsearch.precision", "kgsearch.sharding", "kgsearch.config", "kgsearch.overrides"}
+              "kgsearch.precision", "kgsearch.sharding", "kgsearch.config", "kgsearch.overrides",
+              "kgsearch.progress"}
 
 
 def _module_files() -> dict[str, Path]:

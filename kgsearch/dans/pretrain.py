@@ -18,6 +18,7 @@ from kgsearch.dans.margins import kgc2_loss
 from kgsearch.dans.negatives import TrueAnswers
 from kgsearch.evaluation import both_directions
 from kgsearch.models.kge import KGEModel, build_scorer
+from kgsearch.progress import ProgressFactory, silent
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def dataset_fingerprint(dataset) -> str:
 
 def train_random_negatives(scorer: KGEModel, train: torch.Tensor, *, epochs: int, batch_size: int,
                            negatives: int, gamma: float, lr: float, adversarial_temperature: float,
-                           generator: torch.Generator) -> list[float]:
+                           generator: torch.Generator, progress: ProgressFactory = silent) -> list[float]:
     """Train `scorer` on both query directions of `train` with uniform random answer replacement
     (corruptions that are training facts masked out)."""
     device = scorer.entity.device
@@ -52,6 +53,7 @@ def train_random_negatives(scorer: KGEModel, train: torch.Tensor, *, epochs: int
     truth = TrueAnswers(train, scorer.num_entities, scorer.num_relations).to(device)
     opt = torch.optim.Adam(scorer.parameters(), lr=lr)
     losses = []
+    bar = progress("pre-training (for DAM and K-means), epochs", epochs)
     for _ in range(epochs):
         order = torch.randperm(len(anchor), generator=generator).to(device)
         total = 0.0
@@ -68,11 +70,13 @@ def train_random_negatives(scorer: KGEModel, train: torch.Tensor, *, epochs: int
             opt.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / len(anchor))
+        bar.advance()
+    bar.close()
     return losses
 
 
 def pretrain(dataset, settings: PretrainSettings, device: str | torch.device = "cpu",
-             use_cache: bool = True) -> dict:
+             use_cache: bool = True, progress: ProgressFactory = silent) -> dict:
     """Pre-trained embeddings {"entity": [N, D], "relation": [R, ·], "loss": [...], "seconds"}, cached."""
 
     def build() -> dict:
@@ -84,7 +88,7 @@ def pretrain(dataset, settings: PretrainSettings, device: str | torch.device = "
         losses = train_random_negatives(
             scorer, dataset.train, epochs=settings.epochs, batch_size=settings.batch_size,
             negatives=settings.negatives, gamma=settings.gamma, lr=settings.lr,
-            adversarial_temperature=settings.adversarial_temperature, generator=generator)
+            adversarial_temperature=settings.adversarial_temperature, generator=generator, progress=progress)
         return {"entity": scorer.entity.detach().cpu(), "relation": scorer.relation.detach().cpu(),
                 "loss": losses, "seconds": time.perf_counter() - start}
 

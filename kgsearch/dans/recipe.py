@@ -22,6 +22,7 @@ from kgsearch.errors import KGSearchError
 from kgsearch.evaluation import RankAccumulator, both_directions, evaluate_static, static_filter
 from kgsearch.models.kge import MARGIN_SCORERS, SCORERS
 from kgsearch.precision import use_bf16
+from kgsearch.progress import ProgressFactory, silent
 from kgsearch.sharding import epoch_shard
 
 
@@ -220,7 +221,7 @@ class DansRecipe:
         "pretrain_adversarial_temperature"})
 
     @classmethod
-    def prepare(cls, config: DansConfig, dataset) -> dict:
+    def prepare(cls, config: DansConfig, dataset, progress: ProgressFactory = silent) -> dict:
         """Pre-training, structural features, DAM difficulty ζ, K-means types, neighbour index (cached).
 
         Depends only on fixed params (pretrain_*, dam_*, structure_*, difficulty_*, num_clusters),
@@ -229,7 +230,7 @@ class DansRecipe:
         if not config.dans:
             return {"dans": False}
         start = time.perf_counter()
-        pre = pretrain(dataset, config.pretrain_settings())
+        pre = pretrain(dataset, config.pretrain_settings(), progress=progress)
         structural = _structure(config, dataset)
         dam = _difficulty(config, dataset, pre, structural)
         rowptr, cols = neighbour_csr(dataset.train, dataset.num_entities)
@@ -265,6 +266,7 @@ class DansRecipe:
                                prepared if config.dans else None, truth,
                                bf16=use_bf16(config.precision, self.device)).to(self.device)
         self.forward_model: torch.nn.Module = self.model
+        self.progress: ProgressFactory = silent  # kgsearch.train sets a console one
         self.optimizers = make_optimizers(config, self.model)
         anchor, rel, target = both_directions(dataset.train.long(), dataset.num_relations)
         self.queries = torch.stack([anchor, rel, target], dim=1).to(self.device)  # [2n, 3]
@@ -287,6 +289,7 @@ class DansRecipe:
         self.model.train()
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         shard = self.epoch_shard(epoch).to(self.device)
+        bar = self.progress(f"epoch {epoch}", -(-len(shard) // c.batch_size))
         for idx in shard.split(c.batch_size):
             q = self.queries[idx]
             out = self.forward_model(q[:, 0], q[:, 1], q[:, 2], tau=tau, generator=self.noise)
@@ -297,6 +300,8 @@ class DansRecipe:
                 opt.step()
             parts = torch.stack([out["loss"].detach(), out["kgc1"], out["kgc2"], out["diff"]])
             totals += parts.double() * len(idx)
+            bar.advance()
+        bar.close()
         totals = (totals / max(len(shard), 1)).tolist()
         return {"loss": totals[0], "loss_kgc1": totals[1], "loss_kgc2": totals[2], "loss_diff": totals[3],
                 "train_queries": float(len(shard)), "tau": tau, "lr": self.optimizers["optimizer"].param_groups[0]["lr"]}
@@ -312,7 +317,8 @@ class DansRecipe:
         scorer = self.model.scorer
         acc = evaluate_static(scorer.score_all, getattr(self.dataset, split), self.dataset.num_entities,
                               self.dataset.num_relations, self._filter, batch_size=self.config.eval_batch_size,
-                              shard=(self.rank, self.world_size), device=self.device)
+                              shard=(self.rank, self.world_size), device=self.device,
+                              progress=lambda what, total: self.progress(f"{split} {what}", total))
         return {"": acc}
 
     # -- checkpoints -----------------------------------------------------------------------------

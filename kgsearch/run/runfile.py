@@ -12,6 +12,7 @@ import torch
 
 from kgsearch.config import ConfigError, config_from_dict
 from kgsearch.errors import KGSearchError
+from kgsearch.progress import ProgressFactory, silent
 from kgsearch.recipe import RECIPES, check_metric, get_recipe
 from kgsearch.run.loop import seed_everything
 from kgsearch.yamlio import YamlDoc, read_yaml, yaml_text
@@ -88,15 +89,18 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def build(run: RunFile, source: str, data_root: str | None = None, device: str = "auto"):
-    """Run file -> (config, dataset, recipe): loads the data and runs `prepare()` for this one run."""
+def build(run: RunFile, source: str, data_root: str | None = None, device: str = "auto",
+          progress: ProgressFactory = silent):
+    """Run file -> (config, dataset, recipe): loads the data and runs `prepare()` for this one run;
+    `progress` shows the preparation and, on the recipe, each epoch and evaluation pass."""
     from kgsearch.data import load
 
     recipe_cls = run.recipe_cls()  # before loading data: a wrong name fails fast
     config = run.config(source)
     dataset = load(run.dataset, data_root=data_root or run.data_root)
     seed_everything(config.seed)
-    prepared = recipe_cls.prepare(config, dataset)
+    prepared = recipe_cls.prepare(config, dataset, progress=progress)
     seed_everything(config.seed)  # the same initial weights whether or not prepare() drew numbers
     recipe = recipe_cls(config, dataset, prepared, device=resolve_device(device))
+    recipe.progress = progress
     return config, dataset, recipe

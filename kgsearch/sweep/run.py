@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 from kgsearch.errors import KGSearchError
+from kgsearch.progress import console
 from kgsearch.sweep.export import export_best
 from kgsearch.sweep.failures import all_recorded
 from kgsearch.sweep.progress import echo
@@ -69,7 +70,7 @@ def prepare_data(spec: SweepSpec, data_root: str | None, say):
         f"{len(dataset.test)} test ({time.perf_counter() - start:.1f}s)")
     start = time.perf_counter()
     seed_everything(config.seed)
-    prepared = recipe_cls.prepare(config, dataset)
+    prepared = recipe_cls.prepare(config, dataset, progress=console)  # plain lines in a job log
     say(f"prepared {spec.model} once for all trials ({time.perf_counter() - start:.1f}s)")
     return recipe_cls, config, dataset, prepared
 
