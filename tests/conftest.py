@@ -8,6 +8,7 @@ Tiny on-disk datasets (kgsearch.data folder layout) small enough to check by han
   ICEWS-style names, 2 relations, raw times {0, 5, 10, 20, 30} -> time indices 0..4; 5 / 2 / 2
   quadruples; entity 4 (Iran) occurs only in test.
 * ``make_dataset_dir(files, name="ds")``: write ``{file name: text or bytes}`` into ``tmp_path/name``.
+* ``ray_session`` (module scope): a small local Ray for the sweep tests.
 * ``shared_datasets(*names)``: the folder holding the full benchmark copies (``$KGSEARCH_DATA_ROOT``,
   else ``shared/datasets`` beside the checkout), or a skip that says where it looked.
 """
@@ -17,6 +18,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Callable
+
+import logging
+import os
 
 import pytest
 import torch
@@ -116,3 +120,25 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One small Ray per test module that asks for it (docs/ray.md, "Tests")."""
+    import ray
+
+    saved = {k: os.environ.get(k) for k in RAY_TEST_ENV}
+    os.environ.update(RAY_TEST_ENV)
+    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=100 << 20,
+             log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -12,7 +12,6 @@ import contextlib
 import csv
 import io
 import json
-import logging
 import math
 import os
 import re
@@ -24,28 +23,6 @@ import yaml
 
 from kgsearch.config import config_from_dict
 from kgsearch.sweep.validate import load_spec
-
-RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-                "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One small Ray for the module (docs/ray.md, "Tests")."""
-    import ray
-
-    saved = {k: os.environ.get(k) for k in RAY_TEST_ENV}
-    os.environ.update(RAY_TEST_ENV)
-    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=100 << 20,
-             log_to_driver=False, logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
 
 @pytest.fixture(scope="module")
 def smoke(ray_session, tmp_path_factory):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 import pickle
 import re
@@ -23,42 +22,6 @@ from kgsearch.sweep.faults import FAULT_ENV
 from kgsearch.sweep.validate import load_spec
 
 pytestmark = pytest.mark.slow  # two small sweeps and a resume: about a minute on two busy cores
-
-RAY_TEST_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-                "RAY_AIR_NEW_OUTPUT": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-
-SWEEP = """\
-model: dans
-dataset: umls
-num_samples: 4
-max_concurrent_trials: 1
-searcher: {type: random, seed: 0}
-scheduler: {type: fifo, max_t: 3}
-retries: 0
-fixed: {seed: 0, eval_every: 1, dim: 16, negatives: 8, diffusion_steps: 20, pretrain_dim: 8, pretrain_epochs: 1,
-        dam_epochs: 5}
-space:
-  lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
-"""
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    """One small Ray for the module (docs/ray.md, "Tests")."""
-    import ray
-
-    saved = {k: os.environ.get(k) for k in RAY_TEST_ENV}
-    os.environ.update(RAY_TEST_ENV)
-    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=100 << 20,
-             log_to_driver=False, logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
 
 def run(sweep: Path, storage: Path, fault: str | None = None, **kw):
     """run_sweep with KGSEARCH_FAULT set; returns the outcome and every line it said or printed."""

@@ -4,7 +4,6 @@ that one process computes for the same weights (slow: a worker group takes 10-25
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import pytest
@@ -22,17 +21,6 @@ resources: {workers: 2, cpus_per_worker: 1, max_failures: 0}
 fixed: {seed: 0, eval_every: 1, dim: 16, negatives: 16, diffusion_steps: 20, pretrain_dim: 16,
         pretrain_epochs: 2, dam_epochs: 20, lr: 0.005}
 """
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=True, dashboard_host="127.0.0.1", object_store_memory=100 << 20,
-             log_to_driver=False, logging_level=logging.WARNING)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.mark.slow
