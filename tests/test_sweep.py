@@ -34,9 +34,9 @@ def smoke(ray_session, tmp_path_factory):
     calls = []
     original = DansRecipe.__dict__["prepare"]
 
-    def counting(cls, config, dataset):
+    def counting(cls, config, dataset, **kwargs):
         calls.append(dataset.name)
-        return original.__func__(cls, config, dataset)
+        return original.__func__(cls, config, dataset, **kwargs)
 
     DansRecipe.prepare = classmethod(counting)
     os.environ[FAULT_ENV] = "2@1,4@1:raise"
