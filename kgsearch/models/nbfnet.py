@@ -220,9 +220,9 @@ class NBFNet(nn.Module):
         self.query = nn.Embedding(2 * num_relations, dim)  # r and r⁻¹ each get their own query vector
         self.layers = nn.ModuleList(BellmanFordLayer(dim, num_relations, dependent, dropout) for _ in range(layers))
         hidden = mlp_hidden or 2 * dim
-        self.mlp_state = nn.Linear(dim, hidden)            # MLP([x; q]) = W2 relu(W_x x + W_q q + b) + b2,
+        self.mlp_state = nn.Linear(dim, hidden)            # MLP([x; q]) = W2 relu(W_x x + W_q q + b),
         self.mlp_query = nn.Linear(dim, hidden, bias=False)  # split so q is projected once per query
-        self.mlp_out = nn.Linear(hidden, 1)
+        self.mlp_out = nn.Linear(hidden, 1, bias=False)  # a constant shift cancels in the softmax: no bias
         # Plain attribute, not a buffer: the graph is data, rebuilt from the triples, never checkpointed.
         self.graph: RelGraph | None = None
         if triples is not None:

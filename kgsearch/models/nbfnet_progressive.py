@@ -96,6 +96,6 @@ def choose_propagation(graph: "RelGraph", layers: int) -> str:
     """"progressive" where it expands fewer edge rows per query than the full pass's `layers` × P pair
     rows, else "full": a rough proxy (per row the two cost alike in bench/nbfnet_umls.py
     --compare-kernels) that ranks the measured cases right. UMLS, 6 layers: 48k frontier edges
-    against 9.4k pair rows -> full (measured 12× faster); Family: 17.7k against 126k -> progressive
+    against 9.4k pair rows -> full (measured 9× faster); Family: 17.7k against 126k -> progressive
     (measured 7.9× faster)."""
     return "progressive" if frontier_edges(graph, layers) < layers * len(graph.pair_rel) else "full"
