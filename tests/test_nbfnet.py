@@ -1,6 +1,7 @@
 """Path-based GNN scorer (kgsearch/models/nbfnet.py): shapes, exact batching, query-edge removal,
 entity-permutation equivariance, gradients, the factorised propagation against an edge-wise
-reference, and a 2-hop rule that 2 layers learn and 1 layer cannot."""
+reference (DistMult / TransE messages, sum / mean aggregation), progressive = full, and a 2-hop rule
+that 2 layers learn and 1 layer cannot."""
 
 from __future__ import annotations
 
@@ -25,12 +26,18 @@ def _triples(seed: int = 0, n: int = 24) -> torch.Tensor:
 
 
 PROPAGATIONS = pytest.mark.parametrize("propagation", ["full", "progressive"])
+AGGREGATES = pytest.mark.parametrize("aggregate", ["sum", "mean"])
+# Every supported (propagation, message, aggregate): progressive takes DistMult only.
+VARIANTS = pytest.mark.parametrize("propagation, message, aggregate", [
+    (p, m, a) for p in ("full", "progressive") for m in ("distmult", "transe") for a in ("sum", "mean")
+    if not (p == "progressive" and m == "transe")])
 
 
-def _model(triples, layers=3, dim=8, dependent=True, seed=0, propagation="full") -> NBFNet:
+def _model(triples, layers=3, dim=8, dependent=True, seed=0, propagation="full", message="distmult",
+           aggregate="sum") -> NBFNet:
     torch.manual_seed(seed)
-    return NBFNet(N, R, dim, layers, triples=triples, dependent=dependent,
-                  propagation=propagation).double().eval()
+    return NBFNet(N, R, dim, layers, triples=triples, dependent=dependent, propagation=propagation,
+                  message=message, aggregate=aggregate).double().eval()
 
 
 def _graph_without(triples, drop: torch.Tensor) -> RelGraph:
@@ -38,10 +45,10 @@ def _graph_without(triples, drop: torch.Tensor) -> RelGraph:
     return RelGraph.from_triples(triples[keep], N, R)
 
 
-@PROPAGATIONS
-def test_shapes(propagation):
+@VARIANTS
+def test_shapes(propagation, message, aggregate):
     triples = _triples()
-    model = _model(triples, propagation=propagation)
+    model = _model(triples, propagation=propagation, message=message, aggregate=aggregate)
     anchor, rel = torch.tensor([0, 3, 5]), torch.tensor([1, 4, 2])
     h = model.encode(anchor, rel)
     assert h.shape == (3, N, 8)
@@ -51,10 +58,10 @@ def test_shapes(propagation):
     assert model(anchor, rel, triples[:3, 2]).shape == (3, N)
 
 
-@PROPAGATIONS
-def test_a_batch_scores_as_its_queries_one_by_one(propagation):
+@VARIANTS
+def test_a_batch_scores_as_its_queries_one_by_one(propagation, message, aggregate):
     triples = _triples()
-    model = _model(triples, propagation=propagation)
+    model = _model(triples, propagation=propagation, message=message, aggregate=aggregate)
     anchor, rel, target = triples[:6, 0], triples[:6, 1] + torch.tensor([0, R] * 3), triples[:6, 2]
     for tgt in (None, target):  # evaluation, and training with each query's own edge removed
         batch = model(anchor, rel, tgt)
@@ -63,11 +70,11 @@ def test_a_batch_scores_as_its_queries_one_by_one(propagation):
         torch.testing.assert_close(batch, alone, rtol=1e-10, atol=1e-10)
 
 
-@PROPAGATIONS
+@VARIANTS
 @pytest.mark.parametrize("head_query", [False, True])
-def test_training_removes_exactly_the_query_edge_and_its_inverse(head_query, propagation):
+def test_training_removes_exactly_the_query_edge_and_its_inverse(head_query, propagation, message, aggregate):
     triples = _triples()
-    model = _model(triples, propagation=propagation)
+    model = _model(triples, propagation=propagation, message=message, aggregate=aggregate)
     h, r, t = triples[4]
     # (h, r, t) as a tail query, or as the head query (t, r + R, ?) with answer h: the same fact.
     anchor, rel, target = (t, r + R, h) if head_query else (h, r, t)
@@ -87,22 +94,24 @@ def test_training_removes_exactly_the_query_edge_and_its_inverse(head_query, pro
     torch.testing.assert_close(model(h.view(1), r.view(1), torch.tensor([absent])), model.score_all(h.view(1), r.view(1)))
 
 
-@PROPAGATIONS
-def test_relabelling_entities_permutes_the_scores(propagation):
+@VARIANTS
+def test_relabelling_entities_permutes_the_scores(propagation, message, aggregate):
     triples = _triples()
     perm = torch.randperm(N, generator=torch.Generator().manual_seed(3))  # old id -> new id
     moved = torch.stack([perm[triples[:, 0]], triples[:, 1], perm[triples[:, 2]]], 1)
-    model = _model(triples, propagation=propagation)
-    relabelled = _model(moved, propagation=propagation)  # same seed: same parameters (none is tied to an entity id)
+    model = _model(triples, propagation=propagation, message=message, aggregate=aggregate)
+    # same seed: same parameters (none is tied to an entity id)
+    relabelled = _model(moved, propagation=propagation, message=message, aggregate=aggregate)
     anchor, rel = torch.tensor([0, 2, 7]), torch.tensor([0, 4, 2])
     torch.testing.assert_close(relabelled.score_all(perm[anchor], rel)[:, perm], model.score_all(anchor, rel))
 
 
-@PROPAGATIONS
+@VARIANTS
 @pytest.mark.parametrize("dependent", [True, False])
-def test_gradients_reach_every_parameter(dependent, propagation):
+def test_gradients_reach_every_parameter(dependent, propagation, message, aggregate):
     triples = _triples()
-    model = _model(triples, dependent=dependent, propagation=propagation).train()
+    model = _model(triples, dependent=dependent, propagation=propagation, message=message,
+                   aggregate=aggregate).train()
     anchor, rel, target = triples[:8, 0], triples[:8, 1], triples[:8, 2]
     F.cross_entropy(model(anchor, rel, target), target).backward()
     for name, p in model.named_parameters():
@@ -128,14 +137,73 @@ def test_factorised_layer_equals_edgewise_message_passing():
     torch.testing.assert_close(model.encode(anchor, rel), x.transpose(0, 1))
 
 
+@pytest.mark.parametrize("message", ["distmult", "transe"])
+@AGGREGATES
+@pytest.mark.parametrize("weighted", [False, True])
+def test_factorised_layers_equal_per_edge_messages_with_query_edges_removed(message, aggregate, weighted):
+    # Reference: per query its own graph (edge weights, its edge and inverse at weight 0), every edge's
+    # message summed into its destination with index_add, mean dividing by the summed weights into each
+    # entity (0 where none), then the boundary q_b at (a_b, b).
+    triples = _triples()
+    model = _model(triples, layers=2, message=message, aggregate=aggregate)
+    g = model.graph
+    e = torch.arange(g.num_edges)
+    weight = (e % 3).double() / 2 if weighted else torch.ones(g.num_edges, dtype=torch.float64)  # 0, 0.5, 1
+    if weighted:
+        weight[g.dst == 8] = 0.0                                      # entity 8: in-degree 0
+    graph = g.with_weights(weight)
+    h, r, t = triples[[0, 3, 7, 11]].unbind(1)
+    head = torch.tensor([False, True, False, True])                 # (t, r + R, ?) with answer h
+    anchor, rel, target = torch.where(head, t, h), r + R * head, torch.where(head, h, t)
+    b = len(anchor)
+    inv = (rel + R) % (2 * R)
+    own = ((g.src[:, None] == anchor) & (g.rel[:, None] == rel) & (g.dst[:, None] == target)) | \
+          ((g.src[:, None] == target) & (g.rel[:, None] == inv) & (g.dst[:, None] == anchor))   # [E, B]
+    assert (own.sum(0) == 2).all()                                  # each query's edge and its inverse exist
+    w_eb = weight[:, None] * (~own).double()                          # [E, B]: query b's graph
+    degree = torch.zeros(N, b, dtype=torch.float64).index_add_(0, g.dst, w_eb)
+    assert (degree[anchor, torch.arange(b)] > 1).any() and (degree[target, torch.arange(b)] > 0).all()
+    assert (degree == 0).any() == weighted
+    q = model.query(rel)
+    x = torch.zeros(N, b, 8, dtype=torch.float64)
+    x[anchor, torch.arange(b)] = q
+    for layer in model.layers:
+        w = layer.relation_vectors(q)                                 # [2R, B, d]
+        msg = x[g.src] * w[g.rel] if message == "distmult" else x[g.src] + w[g.rel]
+        agg = torch.zeros_like(x).index_add_(0, g.dst, msg * w_eb[..., None])
+        if aggregate == "mean":
+            agg = torch.where(degree[..., None] > 0, agg / degree[..., None], 0.0)
+        agg[anchor, torch.arange(b)] += q                             # boundary condition, after the mean
+        x = x + F.relu(layer.norm(layer.self_weight(x) + layer.agg_weight(agg)))
+    torch.testing.assert_close(model.encode(anchor, rel, graph, target), x.transpose(0, 1), rtol=1e-10, atol=1e-10)
+
+
 @PROPAGATIONS
-def test_entities_beyond_reach_keep_a_zero_state(propagation):
+def test_mean_gives_agg_zero_to_an_entity_whose_only_in_edges_are_the_query_edges(propagation):
+    # The self-loop (3, r1, 3) is entity 3's only fact: query (3, r1, ?) with answer 3 removes both its
+    # edges, 3's only in-edges. 0.1 + 0.2 − 0.1 − 0.2 is not 0 in floating point; agg must still be 0.
+    triples = torch.tensor([[3, 1, 3], [0, 0, 1], [1, 2, 2]])
+    model = _model(triples, layers=2, propagation=propagation, aggregate="mean")
+    g = model.graph
+    weight = torch.ones(g.num_edges, dtype=torch.float64)
+    weight[(g.src == 3) & (g.rel == 1)], weight[(g.src == 3) & (g.rel == 1 + R)] = 0.1, 0.2  # the loop's edges
+    removed = model.encode(torch.tensor([3]), torch.tensor([1]), g.with_weights(weight), torch.tensor([3]))
+    without = model.encode(torch.tensor([3]), torch.tensor([1]), _graph_without(triples, triples[0]))
+    torch.testing.assert_close(removed, without, rtol=1e-10, atol=1e-10)
+
+
+@PROPAGATIONS
+@AGGREGATES
+def test_entities_beyond_reach_keep_a_zero_state(propagation, aggregate):
     # A path 0 -> 1 -> 2 -> 3 -> 4 plus an island 5 - 6: from 0 with 2 layers only 0, 1, 2 are reached.
     triples = torch.tensor([[0, 0, 1], [1, 1, 2], [2, 0, 3], [3, 2, 4], [5, 1, 6]])
-    model = _model(triples, layers=2, propagation=propagation)
+    model = _model(triples, layers=2, propagation=propagation, aggregate=aggregate)
     h = model.encode(torch.tensor([0]), torch.tensor([0]))[0]
     assert (h[:3].abs().sum(1) > 0).all()
     assert (h[3:] == 0).all()
+    # TransE messages from a zero state are w_r: every entity with an in-edge leaves zero (no frontier).
+    transe = _model(triples, layers=2, message="transe", aggregate=aggregate)
+    assert (transe.encode(torch.tensor([0]), torch.tensor([0]))[0][3:7].abs().sum(1) > 0).all()  # 7, 8: no edges
 
 
 def _two_hop_world(chains: int = 12):
@@ -169,11 +237,13 @@ def test_a_two_hop_rule_needs_two_layers():
     assert (_train_and_rank(1) > 10).all()  # z_i is out of 1-hop reach: tied with every other unreached entity
 
 
+@AGGREGATES
 @pytest.mark.parametrize("dependent", [True, False])
-def test_progressive_propagation_equals_the_full_pass(dependent):
+def test_progressive_propagation_equals_the_full_pass(dependent, aggregate):
     triples = _triples(seed=1, n=14)  # sparse: some entities are out of 2-hop reach
-    full = _model(triples, layers=3, dependent=dependent)
-    prog = _model(triples, layers=3, dependent=dependent, propagation="progressive")  # same seed, same weights
+    full = _model(triples, layers=3, dependent=dependent, aggregate=aggregate)
+    prog = _model(triples, layers=3, dependent=dependent, propagation="progressive",
+                  aggregate=aggregate)  # same seed, same weights
     anchor, rel, target = triples[:6, 0], triples[:6, 1] + torch.tensor([0, R] * 3), triples[:6, 2]
     e = torch.arange(full.graph.num_edges)
     dropped = full.graph.with_weights((e % 3 != 0).double())       # 0/1 weights: edges dropped
@@ -195,3 +265,23 @@ def test_auto_propagation_picks_full_on_a_dense_graph_and_progressive_on_a_spars
     assert choose_propagation(sparse, 3) == "progressive"
     assert NBFNet(n, 1, 4, 3, triples=complete).propagation == "full"
     assert NBFNet(n, 1, 4, 3, triples=path).propagation == "progressive"
+
+
+def test_transe_messages_refuse_progressive_propagation_and_auto_picks_full():
+    n = 12
+    path = torch.stack([torch.arange(n - 1), torch.zeros(n - 1, dtype=torch.long), torch.arange(1, n)], 1)
+    with pytest.raises(ValueError, match="progressive.*distmult"):
+        NBFNet(n, 1, 4, 3, triples=path, message="transe", propagation="progressive")
+    assert NBFNet(n, 1, 4, 3, triples=path).propagation == "progressive"  # what auto picks for DistMult here
+    assert NBFNet(n, 1, 4, 3, triples=path, message="transe").propagation == "full"
+    assert NBFNet(n, 1, 4, 3, message="transe").propagation == "full"  # also before any graph is set
+    late = NBFNet(n, 1, 4, 3, message="transe")
+    late.set_graph(path)
+    assert late.propagation == "full"
+    assert NBFNet(n, 1, 4, 3, triples=path, aggregate="mean").propagation == "progressive"  # mean: exact there
+
+
+@pytest.mark.parametrize("keyword, allowed", [("message", "'distmult' or 'transe'"), ("aggregate", "'sum' or 'mean'")])
+def test_unknown_message_or_aggregate_is_refused(keyword, allowed):
+    with pytest.raises(ValueError, match=f"{keyword} must be {allowed}, not 'max'"):
+        NBFNet(N, R, 4, 2, **{keyword: "max"})

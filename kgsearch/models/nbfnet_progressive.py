@@ -2,15 +2,18 @@
 
 The layers map a zero state to zero, so after l layers only entities within l hops of the anchor can
 be non-zero; this pass keeps exactly those (query, entity) pairs, the RED-GNN / AdaProp way, and gives
-the same h_q as the full pass over every entity (tests/test_nbfnet.py checks it). Work per query is
-the edges leaving its (l−1)-hop set at layer l instead of every edge at every layer: on Family
-(E = 46,966; mean 1/2/3/4-hop sets of 10/33/83/172 entities) far less; on UMLS (every entity within
-2 hops) none, so there the full pass with its factorised sparse matmul is the faster one.
+the same h_q as the full pass over every entity (tests/test_nbfnet.py checks it), for sum or mean
+aggregation of DistMult messages (a TransE message from a zero state is w_r, not zero: not supported).
+Work per query is the edges leaving its (l−1)-hop set at layer l instead of every edge at every
+layer: on Family (E = 46,966; mean 1/2/3/4-hop sets of 10/33/83/172 entities) far less; on UMLS (every
+entity within 2 hops) none, so there the full pass with its factorised sparse matmul is the faster one.
 
 The states are ragged, one row per reached (query b, entity e) pair, with key b·N + e. A step expands
 each pair's out-edges through the source CSR (`RelGraph.out_ptr`), drops the query's own edges and
 weight-0 edges, gathers x_j ⊙ w_r(q) per edge and sums it into the destination pairs with
 `index_add_`. The reached set is a [B·N] boolean mask (no sort): its cumulative sum numbers the pairs.
+Mean divides by the in-degree in the whole query graph, unreached sources included (as the full pass
+does), so it comes from `inverse_in_degree`, not from the expanded edges.
 No pruning of the frontier (AdaProp's top-k) is applied: the exact pass fits the budget measured in
 docs/benchmarks_dans.md.
 """
@@ -36,18 +39,24 @@ def _expand(keys: torch.Tensor, graph: "RelGraph", n: int):
 
 
 def progressive_encode(layers: "list[BellmanFordLayer]", query: torch.Tensor, anchor: torch.Tensor,
-                       graph: "RelGraph", removed_ids: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+                       graph: "RelGraph", removed_ids: tuple[torch.Tensor, torch.Tensor] | None,
+                       inv_degree: torch.Tensor | None = None) -> torch.Tensor:
     """h_q [B, N, d] (zero where unreached) for query vectors [B, d] at anchors [B].
 
     `removed_ids`: per query the edge ids of its own edge and of the inverse (−1: none) left out of
-    its graph, as `NBFNet.encode(..., target=)` asks.
+    its graph, as `NBFNet.encode(..., target=)` asks. `inv_degree` [N, B] (mean aggregation):
+    `inverse_in_degree` of that graph; None for sum.
     """
+    if any(layer.message != "distmult" for layer in layers):
+        raise ValueError("progressive propagation needs message='distmult' (a zero state must stay zero)")
     n, b, d = graph.num_entities, len(anchor), query.shape[1]
     r2 = 2 * graph.num_relations
     boundary_key = torch.arange(b, device=anchor.device) * n + anchor
     # 0/1 weights (present / dropped) need no multiply once weight-0 edges are skipped: it was a quarter
     # of the per-edge multiplies, the largest cost of this pass on Family.
     unit = bool(((graph.weight == 0) | (graph.weight == 1)).all())
+    if inv_degree is not None:
+        inv_degree = inv_degree.t().reshape(b * n)  # by key b·N + e
     keys, x = boundary_key, query  # layer 0: one pair per query, (b, a_b) with state q_b (sorted: b-major)
     for layer in layers:
         pair, edge = _expand(keys, graph, n)
@@ -68,6 +77,8 @@ def progressive_encode(layers: "list[BellmanFordLayer]", query: torch.Tensor, an
         if not unit:
             msg = msg * weight[:, None]
         agg = msg.new_zeros(len(new_keys), d).index_add_(0, number[dst_key], msg)
+        if inv_degree is not None:  # mean, before the boundary term (no message)
+            agg = agg * inv_degree[new_keys, None]
         agg = agg.index_add(0, number[boundary_key], query)  # boundary condition q_b at (a_b, b)
         old = x.new_zeros(len(new_keys), d).index_copy(0, number[keys], x)
         x, keys = layer.update(old, agg), new_keys
