@@ -11,6 +11,13 @@ Space of the diffusion (our choice; the paper does not settle it): KGE embedding
 (±(γ+2)/dim), so an N(0, I) prior would drown them and every generated negative would be trivially far.
 The chain therefore runs on embeddings standardised by the current (detached) per-dimension mean and
 std of the entity table, and generated negatives are mapped back before scoring.
+
+On the path-based GNN base (`scorer: nbfnet`, kgsearch/models/nbfnet.py) there is no entity table: an
+entity's representation h_q(e) depends on the query. DANS then works in that space, per query: x_0 is
+h_q(answer) (detached), the condition is [h_q(anchor) ⊕ q (; type centroid of h_q; mean h_q over the
+anchor's other neighbours)], the statistics of the standardisation are those of the batch's reached
+h_q rows, and a generated x̂ is scored by the GNN's own MLP([x̂; q]) as an extra softmax candidate
+(docs/architecture.md, "DANS-KGC on its bases").
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from kgsearch.dans.margins import (NUM_BANDS, band_weights, kgc1_loss, kgc2_loss
                                    softmax_loss)
 from kgsearch.dans.negatives import TrueAnswers, sample_negatives
 from kgsearch.models.kge import build_scorer
+from kgsearch.models.nbfnet import NBFNet
 from kgsearch.precision import autocast
 
 
@@ -43,20 +51,21 @@ class DansModel(nn.Module):
 
     def __init__(self, config: Any, num_entities: int, num_relations: int,
                  graph: dict[str, torch.Tensor] | None = None, truth: TrueAnswers | None = None,
-                 bf16: bool = False) -> None:
+                 bf16: bool = False, train: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config
         # bf16 autocast for the denoiser only (its matmuls are most of the diffusion overhead; the chain
         # carries no gradient and L_Diff tolerates it); the scorer and its losses stay fp32.
         self.bf16 = bf16
         self.truth = truth  # training facts masked out of the random negatives (None: no filtering)
-        extra = {"init_scale": config.init_scale} if config.scorer == "complex_n3" else {}
-        self.scorer = build_scorer(config.scorer, num_entities, num_relations, config.dim, gamma=config.gamma, **extra)
+        self.scorer = build_base(config, num_entities, num_relations, train)
+        self.gnn = isinstance(self.scorer, NBFNet)
         self.denoiser: Denoiser | None = None
         if config.dans:
             if graph is None:
                 raise ValueError("dans=true needs the prepared difficulty, cluster labels and neighbour index")
-            ent, rel = self.scorer.entity_dim, self.scorer.relation_dim
+            # the GNN's representations and query vectors are both `dim` wide
+            ent, rel = (config.dim, config.dim) if self.gnn else (self.scorer.entity_dim, self.scorer.relation_dim)
             cond_dim = ent + rel + (2 * ent if config.ccd else 0)  # [h ⊕ r] (+ [x_type; x_nbr] with CCD)
             # hidden 0 = auto: at least the entity width (a narrower MLP cannot carry x_t through)
             hidden = config.denoiser_hidden or max(128, ent)
@@ -81,10 +90,10 @@ class DansModel(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):  # keep the plain tensors on the module's device
         super()._apply(fn, *args, **kwargs)
+        device = next(self.scorer.parameters()).device
         if self.truth is not None:
-            self.truth.to(self.scorer.entity.device)
+            self.truth.to(device)
         if self.denoiser is not None:
-            device = self.scorer.entity.device
             for name in ("difficulty", "labels", "rowptr", "cols", "nbr_keys"):
                 setattr(self, name, getattr(self, name).to(device))
         return self
@@ -129,6 +138,8 @@ class DansModel(nn.Module):
     def forward(self, anchor: torch.Tensor, rel: torch.Tensor, target: torch.Tensor, tau: float = 0.0,
                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         c, scorer = self.config, self.scorer
+        if self.gnn:
+            return self._gnn_forward(anchor, rel, target, tau, generator)
         query = scorer.query(anchor, rel)  # [B, D], shared by every score below
         if scorer.loss == "softmax":
             return self._softmax_forward(anchor, rel, target, query, tau, generator)
@@ -163,18 +174,67 @@ class DansModel(nn.Module):
         mixed = softmax_loss(logits, target, gen_logits, kappa, weights, tau, beta_m, c.eta)
         return {"loss": mixed + reg + diff, "kgc1": mixed.detach(), "kgc2": plain.detach(), "diff": diff.detach()}
 
+    def _gnn_forward(self, anchor, rel, target, tau, generator) -> dict[str, torch.Tensor]:
+        """Softmax over all entities of the GNN's scores, with the query edge (and, with `edge_drop`, a
+        random share of all edges, NBFNet's / RED-GNN's regulariser) removed; generated h_q vectors join it."""
+        c, scorer = self.config, self.scorer
+        graph = scorer.graph
+        if c.edge_drop:  # one dropped-edge graph per batch, shared by its queries
+            keep = torch.rand(graph.num_edges, generator=generator, device=graph.weight.device) >= c.edge_drop
+            graph = graph.with_weights(keep.to(graph.weight.dtype))
+        h = scorer.encode(anchor, rel, graph, target)  # [B, N, d]
+        logits = scorer.score(h, rel)
+        plain = softmax_loss(logits, target)
+        zero = plain.new_zeros(())
+        if self.denoiser is None:
+            return {"loss": plain, "kgc1": zero, "kgc2": plain.detach(), "diff": zero}
+        h = h.detach()
+        mean, std, x0, cond = self._gnn_condition(h, anchor, rel, target)
+        diff, generated, kappa, weights = self._diffuse(x0, cond, target, tau, generator, mean, std)
+        gen_logits = scorer.score(generated, rel[:len(kappa)])  # [g, m]: MLP([x̂; q])
+        beta_m = c.margin_increment if c.dtm else 0.0
+        mixed = softmax_loss(logits, target, gen_logits, kappa, weights, tau, beta_m, c.eta)
+        return {"loss": mixed + diff, "kgc1": mixed.detach(), "kgc2": plain.detach(), "diff": diff.detach()}
+
+    def _gnn_condition(self, h, anchor, rel, target):
+        """(mean, std, standardised x_0 [B, d], condition [B, ·]) in the GNN's per-query space h [B, N, d].
+
+        An entity the query does not reach has h_q = 0 (kgsearch/models/nbfnet.py), so the statistics and
+        the type centroid use reached rows only; neither the centroid nor x_nbr contains the answer."""
+        b, n, d = h.shape
+        rows = torch.arange(b, device=h.device)
+        reached = h.abs().sum(-1) > 0                                        # [B, N]
+        mean, std = column_stats(h[reached] if bool(reached.any()) else h.reshape(-1, d))
+        x0 = (h[rows, target] - mean) / std
+        query_scale = column_stats(self.scorer.query.weight.detach())[1]
+        parts = [(h[rows, anchor] - mean) / std, self.scorer.query(rel).detach() / query_scale]
+        if self.config.ccd:
+            same = (self.labels.unsqueeze(0) == self.labels[anchor].unsqueeze(1)) & reached
+            same[rows, target] = False
+            count = same.sum(1, keepdim=True)
+            centroid = torch.einsum("bn,bnd->bd", same.to(h.dtype), h) / count.clamp(min=1)
+            centroid = torch.where(count > 0, centroid, mean)
+            nbr = neighbour_mean(h.reshape(b * n, d), anchor, self.rowptr, self.cols, fill=mean, exclude=target,
+                                 keys=self.nbr_keys, row_offset=rows * n)
+            parts += [(centroid - mean) / std, (nbr - mean) / std]
+        return mean, std, x0, torch.cat(parts, dim=-1)
+
     def _generate(self, anchor, rel, target, tau, generator):
-        """L_Diff on the whole batch, and graded negatives for its first `g` queries (the batch is a random
-        permutation): (L_Diff, generated [g, m, D] in embedding space, κ [g], loss weight per band)."""
-        c, device = self.config, anchor.device
+        """`_diffuse` in a KGE scorer's entity-embedding space."""
         entity = self.scorer.entity.detach()
         mean, std = column_stats(entity)
         x0 = (entity.index_select(0, target) - mean) / std
+        return self._diffuse(x0, self._condition(anchor, rel, target, mean, std), target, tau, generator, mean, std)
+
+    def _diffuse(self, x0, cond, target, tau, generator, mean, std):
+        """L_Diff on the whole batch, and graded negatives for its first `g` queries (the batch is a random
+        permutation): (L_Diff, generated [g, m, D] mapped back by mean / std, κ [g], loss weight per band)."""
+        c, device = self.config, target.device
         abar = self._alpha_bar(target)
         with autocast(device, self.bf16):
-            cond_proj = self.denoiser.project_condition(self._condition(anchor, rel, target, mean, std))
+            cond_proj = self.denoiser.project_condition(cond)
             diff = diffusion_loss(self.denoiser, x0, abar, cond_proj, generator).float()  # Eq. 11
-        g = max(1, round(c.gen_fraction * len(anchor)))
+        g = max(1, round(c.gen_fraction * len(target)))
         rows = torch.arange(g, device=device).repeat_interleave(c.gen_negatives)
         with autocast(device, self.bf16):  # the chain carries no gradient
             bands = reverse_chain(self.denoiser, x0[rows], abar[rows], cond_proj.detach()[rows], self.plan,
@@ -184,3 +244,15 @@ class DansModel(nn.Module):
         kappa = torch.multinomial(probs, g, replacement=True, generator=generator)  # κ ~ Cat(w), 0-based
         generated = bands[kappa, torch.arange(g, device=device)]  # [g, m, D]
         return diff, generated, kappa, weights
+
+
+def build_base(config: Any, num_entities: int, num_relations: int, train: torch.Tensor | None) -> nn.Module:
+    """The base scorer a DansConfig names: a KGE model, or the path-based GNN over the `train` triples."""
+    if config.scorer == NBFNet.name:
+        if train is None:
+            raise ValueError("scorer nbfnet propagates over the training graph: pass train=")
+        return NBFNet(num_entities, num_relations, config.dim, config.layers, triples=train,
+                      dependent=config.dependent, dropout=config.gnn_dropout, propagation=config.propagation,
+                      message=config.message, aggregate=config.aggregate)
+    extra = {"init_scale": config.init_scale} if config.scorer == "complex_n3" else {}
+    return build_scorer(config.scorer, num_entities, num_relations, config.dim, gamma=config.gamma, **extra)

@@ -21,12 +21,14 @@ from kgsearch.dans.pretrain import PretrainSettings, dataset_fingerprint, load_p
 from kgsearch.errors import KGSearchError
 from kgsearch.evaluation import RankAccumulator, both_directions, evaluate_static, static_filter
 from kgsearch.models.kge import MARGIN_SCORERS, SCORERS
+from kgsearch.models.nbfnet import NBFNet
 from kgsearch.precision import use_bf16
 from kgsearch.progress import ProgressFactory, silent
 from kgsearch.sharding import epoch_shard
 
 
 LR_SCHEDULES = ("constant", "cosine", "step")
+BASE_SCORERS = (*SCORERS, NBFNet.name)
 
 
 def lr_factor(schedule: str, epoch: int, epochs: int) -> float:
@@ -52,13 +54,22 @@ class DansConfig:
     # -- base scorer (Eq. 15/17 use its distance S) ----------------------------------------------
     scorer: str = "rotate"             # base scorer S(h, r, t): rotate | transe | distmult | complex (margin losses,
                                        # Eq. 15-17) | complex_n3 (1-vs-all cross-entropy + N3, reciprocal relations)
-    dim: int = 200                     # embedding dim (complex dim for rotate/complex: 2·dim reals)
+                                       # | nbfnet (path-based GNN, 1-vs-all cross-entropy)
+    dim: int = 200                     # embedding dim (complex dim for rotate/complex: 2·dim reals; GNN state width)
     gamma: float = 12.0                # γ_base: base margin of the logistic margin losses (Eq. 16–17)
     lr: float = 0.001                  # learning rate of `optimizer`
     optimizer: Literal["adam", "adagrad"] = "adam"  # the scorer's (Adagrad: what ComplEx-N3 is tuned for)
     denoiser_lr: float | None = None   # Adam learning rate of the denoiser; None: `lr` (set it with Adagrad's lr ~0.1)
     n3_weight: float = 0.0             # complex_n3: weight of the N3 regulariser (Lacroix et al. 2018)
     init_scale: float = 1e-3           # complex_n3: std of the normal initial embeddings
+    # -- path-based GNN base (scorer: nbfnet, kgsearch/models/nbfnet.py; `dim` is its state width) -
+    layers: int = 6                    # Bellman-Ford layers: the longest path a score can follow
+    dependent: bool = True             # relation vectors projected from the query relation (NBFNet) or a free table
+    message: Literal["distmult", "transe"] = "distmult"  # x_j ⊙ w_r or x_j + w_r (transe: full propagation only)
+    aggregate: Literal["sum", "mean"] = "sum"  # over a node's in-edges (mean: ÷ its in-degree)
+    gnn_dropout: float = 0.0           # dropout inside each layer's update
+    edge_drop: float = 0.25            # share of the graph's edges dropped for each training batch (not at evaluation)
+    propagation: Literal["auto", "full", "progressive"] = "auto"  # auto: the cheaper pass for the graph
     lr_schedule: str = "constant"      # constant | cosine (to 0 at E_max) | step (÷10 after half the epochs, as RotatE)
     batch_size: int = 512              # positive queries per batch (both directions of train triples)
     negatives: int = 128               # random-replacement negatives per positive (L_KGC2, Eq. 17)
@@ -117,7 +128,13 @@ class DansConfig:
                      "dam_hidden", "dam_epochs", "structure_samples", "pretrain_dim", "pretrain_epochs",
                      "pretrain_batch_size", "pretrain_negatives"):
             need(getattr(self, name) > 0, f"{name} must be positive, got {getattr(self, name)}")
-        need(self.scorer in SCORERS, f"scorer must be one of {sorted(SCORERS)}, got {self.scorer!r}")
+        need(self.scorer in BASE_SCORERS, f"scorer must be one of {sorted(BASE_SCORERS)}, got {self.scorer!r}")
+        need(self.layers > 0, f"layers must be positive, got {self.layers}")
+        need(not (self.message == "transe" and self.propagation == "progressive"),
+             "message 'transe' needs propagation 'full' or 'auto' (x_j + w_r is not zero for an unreached x_j, "
+             "so the frontier-only pass would differ)")
+        need(0 <= self.edge_drop < 1 and 0 <= self.gnn_dropout < 1,
+             f"edge_drop and gnn_dropout must be in [0, 1), got {self.edge_drop} and {self.gnn_dropout}")
         need(self.pretrain_scorer in MARGIN_SCORERS,  # pre-training uses the margin loss
              f"pretrain_scorer must be one of {sorted(MARGIN_SCORERS)}, got {self.pretrain_scorer!r}")
         need(self.n3_weight >= 0 and self.init_scale > 0, "n3_weight must be >= 0 and init_scale > 0")
@@ -264,7 +281,7 @@ class DansRecipe:
                  if config.filter_negatives else None)
         self.model = DansModel(config, dataset.num_entities, dataset.num_relations,
                                prepared if config.dans else None, truth,
-                               bf16=use_bf16(config.precision, self.device)).to(self.device)
+                               bf16=use_bf16(config.precision, self.device), train=dataset.train).to(self.device)
         self.forward_model: torch.nn.Module = self.model
         self.progress: ProgressFactory = silent  # kgsearch.train sets a console one
         self.optimizers = make_optimizers(config, self.model)
