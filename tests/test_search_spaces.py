@@ -11,9 +11,10 @@ from kgsearch.sweep.space import optuna_space
 from kgsearch.sweep.validate import REPO_ROOT, load_spec
 
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
-EXPECTED = {"dans_umls", "dans_family", "dans_wn18rr", "dans_fb15k237", "dans_nell995",
+EXPECTED = {"dans_umls", "dans_family", "dans_nbfnet_umls", "dans_nbfnet_family", "dans_wn18rr", "dans_fb15k237", "dans_nell995",
             "dkgr_icews14", "dkgr_icews18", "dkgr_icews0515"}
 LARGE = {"dans_wn18rr", "dans_fb15k237", "dans_nell995", "dkgr_icews18", "dkgr_icews0515"}
+SOFTMAX_BASES = {"complex_n3", "nbfnet"}
 # Each paper's searchable hyperparameters, by config field name (a model without a paper list: none).
 PAPER_SEARCHED = {
     "dans": {"diffusion_steps", "beta_init", "beta_low", "beta_global", "mu", "curriculum_lambda",
@@ -37,6 +38,8 @@ def test_sweep_file_validates(name, smoke):
         assert spec.scheduler.max_t <= 2 and spec.num_samples <= 2 and spec.fixed.get("dim", 99) <= 16
     else:
         wanted = PAPER_SEARCHED.get(spec.model, set())
+        if spec.fixed.get("scorer") in SOFTMAX_BASES:
+            wanted = wanted - {"gamma"}  # γ_base is the margin losses'; a softmax base has none
         assert wanted <= set(spec.space), wanted - set(spec.space)
         assert spec.searcher.type == "tpe" and spec.scheduler.type == "asha"
         assert spec.searcher.n_startup_trials < spec.num_samples
@@ -59,3 +62,42 @@ def test_sampled_trials_build_valid_configs(name):
         config = config_from_dict(recipe_cls.Config, {**spec.fixed, **trial.params}, source=name)
         assert config.epochs == spec.scheduler.max_t
         study.tell(trial, 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Warm start (issue 13): a shipped sweep's first trial is its shipped run file
+
+
+# Keys where a sweep may differ from its start_from run file, and why. Nothing else may differ.
+SWEEP_ONLY = {
+    # Validation only: sweeps validate every epoch so that ASHA's rungs and the best-checkpoint choice see
+    # a fresh value. It never changes the weights (evaluation draws no random numbers; DANS seeds its noise
+    # per epoch), so the trial trains exactly the run file's run, validated more often.
+    "eval_every",
+}
+WITH_RUN_FILE = sorted(n for n in SHIPPED if (REPO_ROOT / "configs" / f"{n}.yaml").is_file())
+
+
+def test_the_small_sweeps_start_from_their_run_files():
+    assert {"dans_umls", "dans_family", "dkgr_icews14"} <= set(WITH_RUN_FILE)
+
+
+@pytest.mark.parametrize("name", WITH_RUN_FILE)
+def test_the_first_trial_is_the_shipped_run_file(name):
+    """fixed + the first suggested trial = the run file's params (every config field, defaults included),
+    bar SWEEP_ONLY; `epochs` (= scheduler.max_t) too, since DANS's curriculum and lr schedule follow it."""
+    from kgsearch.config import config_to_dict
+    from kgsearch.run.runfile import RunFile
+    from kgsearch.sweep.searcher import make_search_alg
+
+    spec = load_spec(name)
+    run = RunFile.load(REPO_ROOT / "configs" / f"{name}.yaml")
+    assert spec.start_from == str((REPO_ROOT / "configs" / f"{name}.yaml").resolve())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first = make_search_alg(spec).searcher.suggest("t001")  # what Tune's first trial gets
+    assert first == spec.start_values
+    config_cls = get_recipe(spec.model).Config
+    trial = config_to_dict(config_from_dict(config_cls, {**spec.fixed, **first}, source=name))
+    wanted = config_to_dict(run.config())
+    differ = {k: (trial[k], wanted[k]) for k in trial if trial[k] != wanted[k] and k not in SWEEP_ONLY}
+    assert differ == {}, f"search_spaces/{name}.yaml (sweep, run file): {differ}"

@@ -326,3 +326,111 @@ def test_a_tracker_that_is_installed_becomes_a_tune_callback(tmp_path, monkeypat
     (callback,) = tracker_callbacks(spec.tracking, "exp")
     assert type(callback).__name__ == "MLflowLoggerCallback" and callback.experiment_name == "exp"
     assert tracker_callbacks(load_spec(write(tmp_path, BASE)).tracking, "exp") == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Issue 13: warm start (`start_from`): the first trial is a run file's values
+
+
+WARM = textwrap.dedent("""\
+    model: dans
+    dataset: umls
+    scheduler: {max_t: 6}
+    space:
+      lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
+      dim: {type: choice, values: [16, 32]}
+      diffusion_steps: {type: int, low: 20, high: 200, step: 20}
+      scorer: {type: choice, values: [rotate, transe]}
+      adversarial_temperature: {type: uniform, low: 0.5, high: 1.5, when: {scorer: transe}}
+    """)
+RUN = "model: dans\ndataset: umls\nparams: {lr: 0.004, dim: 32, diffusion_steps: 100, epochs: 6}\n"
+
+
+def project(tmp_path: Path, sweep: str = WARM, run: str | None = RUN, name: str = "mine") -> Path:
+    """tmp/search_spaces/NAME.yaml and (unless None) tmp/configs/NAME.yaml, as in the repo."""
+    (tmp_path / "search_spaces").mkdir(exist_ok=True)
+    (tmp_path / "configs").mkdir(exist_ok=True)
+    if run is not None:
+        (tmp_path / "configs" / f"{name}.yaml").write_text(run)
+    return write(tmp_path / "search_spaces", sweep, f"{name}.yaml")
+
+
+def test_the_first_trial_defaults_to_the_run_file_of_the_same_name(tmp_path):
+    spec = load_spec(project(tmp_path))
+    assert spec.start_from == str((tmp_path / "configs" / "mine.yaml").resolve())
+    # scorer: the config's default (rotate), which leaves adversarial_temperature inactive
+    assert spec.start_values == {"lr": 0.004, "dim": 32, "diffusion_steps": 100, "scorer": "rotate"}
+    assert SweepSpec.model_validate(spec.model_dump()) == spec  # sweep.yaml keeps it for --resume
+
+
+@pytest.mark.parametrize("run", [
+    None,  # no run file
+    "model: dkgr\ndataset: umls\nparams: {lr: 0.004, epochs: 6}\n",  # another model: not this sweep's
+])
+def test_no_warm_start_without_a_matching_run_file(tmp_path, run):
+    spec = load_spec(project(tmp_path, run=run))
+    assert spec.start_from is None and spec.start_values == {}
+
+
+def test_a_sweep_on_another_graph_starts_from_the_same_run_file(tmp_path):
+    spec = load_spec(project(tmp_path), sets=["dataset=family"])
+    assert spec.dataset == "family" and spec.start_values["lr"] == 0.004
+
+
+@pytest.mark.parametrize("value", ["null", "none", "None"])
+def test_start_from_null_or_none_turns_it_off(tmp_path, value):
+    spec = load_spec(project(tmp_path, WARM + f"start_from: {value}\n"))
+    assert spec.start_from is None and spec.start_values == {}
+    assert load_spec(project(tmp_path), sets=[f"start_from={value}"]).start_from is None
+
+
+def test_start_from_a_path_relative_to_the_repo_or_absolute(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(RUN.replace("lr: 0.004", "lr: 0.002").replace("dataset: umls", "dataset: tiny_static"))
+    spec = load_spec(project(tmp_path, WARM + f"start_from: {other}\n"))  # another dataset, on purpose: taken
+    assert spec.start_from == str(other.resolve()) and spec.start_values["lr"] == 0.002
+    text = WARM.replace("[16, 32]", "[16, 32, 200]").replace("high: 1.0e-2}", "high: 1.0e-2}\n  gamma: "
+                                                             "{type: uniform, low: 4, high: 16}")
+    spec = load_spec(project(tmp_path, text + "start_from: configs/dans_umls.yaml\n", run=None))
+    assert spec.start_from.endswith("configs/dans_umls.yaml")
+    assert spec.start_values["dim"] == 200 and spec.start_values["gamma"] == 9.0
+
+
+@pytest.mark.parametrize("run,key,reason", [
+    (RUN.replace("lr: 0.004", "lr: 0.05"), "lr", "lr = 0.05 (the run file"),  # beyond the range
+    (RUN.replace("dim: 32", "dim: 64"), "dim", "dim = 64 (the run file"),  # not a choice
+    (RUN.replace("diffusion_steps: 100", "diffusion_steps: 110"), "diffusion_steps", "diffusion_steps = 110"),
+    (RUN.replace("dim: 32, ", ""), "dim", "dim = 200 (the config's default: the run file"),  # default outside
+    (RUN.replace("dim: 32", "dim: 32, scorer: transe, adversarial_temperature: 2.0"), "adversarial_temperature",
+     "adversarial_temperature = 2.0"),  # active for the run file's scorer
+])
+def test_a_run_file_value_outside_the_space_is_an_error(tmp_path, run, key, reason):
+    path = project(tmp_path, run=run)
+    with pytest.raises(KGSearchError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1, message
+    m = re.match(r"(?P<file>.+?):(?P<line>\d+): (?P<path>\S+): (?P<reason>.+)", message)
+    assert m and m["file"] == str(path) and m["path"] == f"space.{key}", message
+    assert f"  {key}:" in WARM.splitlines()[int(m["line"]) - 1]  # the searched key's own line
+    assert reason in m["reason"] and "configs/mine.yaml" in m["reason"] and "start_from: null" in m["reason"]
+
+
+def test_a_run_file_outside_the_space_is_fine_once_smoke_pins_that_key(tmp_path):
+    text = WARM + "smoke:\n  fixed: {dim: 8}\n"
+    with pytest.raises(KGSearchError, match="space.dim"):
+        load_spec(project(tmp_path, text, run=RUN.replace("dim: 32", "dim: 64")))
+    assert "dim" not in load_spec(project(tmp_path, text, run=RUN.replace("dim: 32", "dim: 64")), smoke=True).start_values
+
+
+@pytest.mark.parametrize("start_from,reason", [
+    ("configs/absent.yaml", "no such run file 'configs/absent.yaml'"),
+    ("configs/dkgr_icews14.yaml", "is a run file for model 'dkgr'; this sweep searches model 'dans'"),
+])
+def test_a_bad_start_from_is_an_error(tmp_path, start_from, reason):
+    text = WARM + f"start_from: {start_from}\n"
+    path = project(tmp_path, text)
+    with pytest.raises(KGSearchError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}:{line_of(text, 'start_from')}: start_from: ")
+    assert reason in str(info.value)

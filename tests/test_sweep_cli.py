@@ -159,16 +159,30 @@ def test_dry_run_prints_the_resolved_sweep_and_its_cost_and_starts_nothing(capsy
     assert code == 0 and not ray.is_initialized() and not (tmp_path / "runs").exists()
     resolved = yaml.safe_load(out.split("\n\n")[0])
     assert resolved["fixed"]["lr"] == 0.01 and "lr" not in resolved["space"] and resolved["max_concurrent_trials"] == 4
-    assert "24 x <= 40 epochs = 960 trial-epochs" in out  # num_samples x max_t of search_spaces/dans_umls.yaml
-    assert "about 267 trial-epochs" in out  # the ASHA estimate of docs/cluster.md's cost table
+    assert "24 x <= 60 epochs = 1440 trial-epochs" in out  # num_samples x max_t of search_spaces/dans_umls.yaml
+    assert "about 294 trial-epochs" in out  # the ASHA estimate of docs/cluster.md's cost table
     assert f"experiment folder: {tmp_path / 'runs' / 'dans_umls'}" in out
+    # the first trial: configs/dans_umls.yaml's searched values, bar lr (pinned by --set)
+    assert "first trial: the searched values of configs/dans_umls.yaml (start_from)" in out
+    assert resolved["start_values"]["dim"] == 200 and "lr" not in resolved["start_values"]
 
 
 def test_list_shows_the_shipped_sweeps(capsys):
     assert main(["--list"]) == 0
-    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows["dans_umls"] == ["dans", "umls"] and rows["dkgr_icews14"] == ["dkgr", "icews14"]
+    rows = {line.split()[0]: line.split()[1:4] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["dans_umls"] == ["dans", "umls", "configs/dans_umls.yaml"]  # model, dataset, first trial
+    assert rows["dkgr_icews14"] == ["dkgr", "icews14", "configs/dkgr_icews14.yaml"]
+    assert rows["dans_wn18rr"][2] == "-"  # no run file: the first trial is sampled
     assert set(rows) == {p.stem for p in (REPO / "search_spaces").glob("*.yaml")}
+
+
+def test_a_run_file_outside_the_space_exits_2_in_one_line(capsys, tmp_path):
+    code, err = run_cli(["dans_umls", "--set", "space.dim.values=[100]", "--storage", str(tmp_path)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "search_spaces/dans_umls.yaml:" in err and ": space.dim: the first trial's dim = 200" in err
+    assert "configs/dans_umls.yaml" in err and list(tmp_path.iterdir()) == []
+    assert main(["dans_umls", "--set", "space.dim.values=[100]", "--set", "start_from=null", "--dry-run"]) == 0
+    assert "first trial: sampled" in capsys.readouterr().out
 
 
 def test_resume_takes_auto(capsys):

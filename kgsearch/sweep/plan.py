@@ -1,4 +1,5 @@
-"""A sweep before it runs: `--dry-run` (the resolved sweep and what it costs) and `--list` (the shipped sweeps).
+"""A sweep before it runs: `--dry-run` (the resolved sweep, where its first trial comes from, what it costs) and
+`--list` (the shipped sweeps, with the run file each one's first trial comes from).
 Nothing here starts Ray or touches storage."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import yaml
 
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.validate import available_sweeps, resolve_sweep
+from kgsearch.sweep.warmstart import differences, display, listed
 from kgsearch.yamlio import plain
 
 
@@ -45,6 +47,18 @@ def cost_lines(spec: SweepSpec) -> list[str]:
     return lines
 
 
+def start_lines(spec: SweepSpec) -> list[str]:
+    """Where the first trial comes from (kgsearch.sweep.warmstart), and where it is not that run file."""
+    if spec.start_from is None:
+        return ["first trial: sampled (no start_from run file)"]
+    lines = [f"first trial: the searched values of {display(spec.start_from)} (start_from)"]
+    diff = differences(spec)
+    if diff:
+        shown = ", ".join(f"{k} {a!r} (run file: {b!r})" for k, (a, b) in diff.items())
+        lines.append(f"  the sweep's fixed values differ from it in: {shown}")
+    return lines
+
+
 def dry_run_text(spec: SweepSpec, experiment: str) -> str:
     data = plain(spec.model_dump())
     for param in data["space"].values():
@@ -52,16 +66,20 @@ def dry_run_text(spec: SweepSpec, experiment: str) -> str:
             del param["when"]
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)  # one line per section
     return "\n".join([f"# resolved sweep {spec.name} ({spec.source})", body.rstrip(), "",
-                      f"experiment folder: {experiment}", *cost_lines(spec), "dry run: nothing started, nothing written"])
+                      f"experiment folder: {experiment}", *start_lines(spec), *cost_lines(spec),
+                      "dry run: nothing started, nothing written"])
 
 
 def list_text() -> str:
-    rows = [("sweep", "model", "dataset", "description")]
+    rows = [("sweep", "model", "dataset", "first trial", "description")]
     for name in available_sweeps():
+        path = resolve_sweep(name)
         try:
-            data = yaml.safe_load(resolve_sweep(name).read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):
             data = {}
-        rows.append((name, str(data.get("model", "?")), str(data.get("dataset", "?")), str(data.get("description") or "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r[:3], widths)), r[3]]).rstrip() for r in rows)
+        data = data if isinstance(data, dict) else {}
+        rows.append((name, str(data.get("model", "?")), str(data.get("dataset", "?")), listed(name, str(path), data),
+                     str(data.get("description") or "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r[:4], widths)), r[4]]).rstrip() for r in rows)

@@ -157,6 +157,11 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         f"{spec.searcher.type} + {spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
         f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'}, "
         f"{spec.retries} retr{'y' if spec.retries == 1 else 'ies'} [{mode} Ray] -> {exp}")
+    if not resuming:
+        from kgsearch.sweep.plan import start_lines
+
+        for line in start_lines(spec):
+            say(line)
     timing = {"started_at": started, "prepared_s": prepared_at - started, "ray_start_s": ray_ready_at - prepared_at,
               "tune_started_at": time.time()}
     with sigterm_stops_the_sweep() as stop:

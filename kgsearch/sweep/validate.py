@@ -5,7 +5,7 @@ reason; all the mistakes of a file are reported together, in one `KGSearchError`
 shape (kgsearch.sweep.spec); the checks here check meaning against the facts the recipe declares (data
 kind, metrics, config fields, the fields `prepare()` reads): nothing here names a model. Keys left out
 get the defaults documented in kgsearch.sweep.spec (the recipe's metric, TPE, ASHA over the config's
-epochs, one CPU per trial, 20 trials).
+epochs, one CPU per trial, 20 trials, the first trial from configs/<name>.yaml: kgsearch.sweep.warmstart).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from kgsearch.overrides import apply_overrides
 from kgsearch.sweep.space import check_configs, check_space
 from kgsearch.sweep.spec import PARAM_MODELS, PARAM_TYPES, SECTIONS, SweepFile, SweepSpec
 from kgsearch.sweep.trackers import missing_trackers
+from kgsearch.sweep.warmstart import warm_start
 from kgsearch.yamlio import YamlDoc, parse_yaml
 
 SEARCH_SPACES = "search_spaces"
@@ -188,6 +189,11 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
     if not problems.lines:  # configs built from parts already refused would only repeat those problems
         with problems.check():
             check_configs(config_cls, fixed, space, doc, ("smoke", "fixed") if smoke else ("fixed",))
+    start_from, start_values = None, {}
+    with problems.check():  # the first trial: a run file's values of the searched params
+        start_from, start_values = warm_start(parsed.start_from, name=name, source=source, model=parsed.model,
+                                              dataset=parsed.dataset, space=space, config_cls=config_cls, doc=doc,
+                                              report=problems.add)
     if sched["type"] == "asha" and sched["grace_period"] % eval_every and sched["grace_period"] < sched["max_t"]:
         where = ("smoke", "grace_period") if smoke else ("scheduler", "grace_period")
         problems.add(doc.error(where, f"grace_period {sched['grace_period']} must be a multiple of eval_every "
@@ -208,7 +214,7 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
         searcher=parsed.searcher.model_copy(update={"type": searcher or parsed.searcher.type}),
         scheduler=parsed.scheduler.model_copy(update=sched), resources=res, storage=parsed.storage,
         fixed=fixed, space=space, description=parsed.description, smoke=smoke, retries=parsed.retries,
-        checkpoints=parsed.checkpoints, tracking=parsed.tracking)
+        checkpoints=parsed.checkpoints, tracking=parsed.tracking, start_from=start_from, start_values=start_values)
 
 
 # ------------------------------------------------------------------------------------------------
