@@ -19,9 +19,24 @@ from pathlib import Path
 import pytest
 
 from kgsearch.sweep.faults import FAULT_ENV
+from kgsearch.sweep.study import JOURNAL_FILE, load_study
 from kgsearch.sweep.validate import load_spec
 
 pytestmark = pytest.mark.slow  # two small sweeps and a resume: about a minute on two busy cores
+
+SWEEP = """\
+model: dans
+dataset: umls
+num_samples: 4
+max_concurrent_trials: 1
+searcher: {type: random, seed: 0}
+scheduler: {type: fifo, max_t: 3}
+retries: 0
+fixed: {seed: 0, eval_every: 1, dim: 16, negatives: 8, diffusion_steps: 20, pretrain_dim: 8, pretrain_epochs: 1,
+        dam_epochs: 5}
+space:
+  lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}
+"""
 
 def run(sweep: Path, storage: Path, fault: str | None = None, **kw):
     """run_sweep with KGSEARCH_FAULT set; returns the outcome and every line it said or printed."""
@@ -103,7 +118,8 @@ def test_resume_runs_again_only_what_failed_from_outside_under_the_limit(failed_
 
     # Optuna was told the new trials' results: two COMPLETE trials with the crashed trials' values.
     state = pickle.loads(sorted(exp.glob("searcher-state-*.pkl"))[-1].read_bytes())
-    done = [t for t in state["study"].trials if t.state.name == "COMPLETE"]
+    study = load_study(exp / JOURNAL_FILE)  # the study lives in the experiment's journal (kgsearch.sweep.study)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert sorted(t.params["lr"] for t in done) == sorted(rows[n].params["lr"] for n in ("t004", "t005", "t006"))
     assert state["trials"] == {}  # none left waiting for a result
 

@@ -1,5 +1,6 @@
 """A real sweep whose driver is killed with SIGKILL mid-trial resumes with --resume: finished trials
-are not rerun, the interrupted one continues from its checkpoint, the searcher adds the rest (~1-2 min)."""
+are not rerun, the interrupted one continues from its checkpoint, the searcher adds the rest, and the
+Optuna study in the experiment's journal holds each trial once (~1-2 min)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,7 @@ def test_resume_after_sigkill_keeps_finished_trials(tmp_path):
     rows = (exp / "trials.csv").read_text().splitlines()
     assert len(rows) == 4 and all(",completed," in row for row in rows[1:])
     assert (exp / "best" / "config.yaml").is_file()
+    # The Optuna study in the journal (kgsearch.sweep.study) went on across the kill: one trial each, all told
+    from kgsearch.sweep.study import JOURNAL_FILE, load_study
+
+    assert [t.state.name for t in load_study(exp / JOURNAL_FILE).trials] == ["COMPLETE"] * 3

@@ -5,6 +5,7 @@
     python -m kgsearch.sweep path/to/sweep.yaml --storage /shared/runs --name try2
     python -m kgsearch.sweep dans_umls --resume        # continue a killed sweep (finished trials kept)
     python -m kgsearch.sweep dans_umls --resume auto   # continue it if it exists, else start it
+    python -m kgsearch.sweep dans_umls --resume --num-samples 16   # extend a (finished) sweep by 16 trials
     python -m kgsearch.sweep dans_umls --set fixed.lr=0.01 --set max_concurrent_trials=4 --dry-run
     python -m kgsearch.sweep --list                    # the shipped sweeps
     python -m kgsearch.sweep dans_umls --searcher random --no-asha --time-budget 18   # a baseline search
@@ -44,6 +45,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _samples(text: str) -> tuple[int, bool]:
+    """--num-samples N (the number of trials) or +N (N more, with --resume): (N, whether it adds)."""
+    add = text.startswith("+")
+    return _positive(text[1:] if add else text), add
+
+
 def _auto(text: str) -> str:
     if text != "auto":
         raise argparse.ArgumentTypeError(f"the only value --resume takes is 'auto', got {text!r} "
@@ -63,7 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "resources.cpus_per_worker=2, max_concurrent_trials=4; repeatable")
     parser.add_argument("--track", action="append", default=[], choices=sorted(PACKAGES),
                         help="log trials to MLflow / Weights & Biases (the package must be installed)")
-    parser.add_argument("--num-samples", type=_positive, help="number of trials (overrides num_samples)")
+    parser.add_argument("--num-samples", type=_samples, metavar="N",
+                        help="number of trials (overrides num_samples); with --resume: N more trials (earlier "
+                        "ones stay in the study); with --resume auto: at least N in all")
     parser.add_argument("--max-epochs", type=_positive, help="epochs per trial (overrides scheduler.max_t)")
     parser.add_argument("--max-concurrent", type=_positive, help="trials at once (overrides max_concurrent_trials)")
     parser.add_argument("--storage", help="results folder (default: the file's `storage`, else ./runs; "
@@ -83,6 +92,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.list and not args.sweep:
         parser.error("a sweep name or file is required (or --list)")
+    plus = bool(args.num_samples and args.num_samples[1])
+    args.num_samples = args.num_samples[0] if args.num_samples else None
+    if plus and args.resume != True:  # noqa: E712 (--resume is True, "auto" or False)
+        parser.error(f"--num-samples +{args.num_samples} adds trials to a sweep being resumed: pass --resume "
+                     f"(not --resume auto: a retried job would add them again), or --num-samples "
+                     f"{args.num_samples} for the number of trials")
+    # --resume --num-samples N adds N trials; --resume auto (a retried job) makes N the total, so that
+    # a retry never adds them twice.
+    args.add_samples = args.resume is True and args.num_samples is not None
     return args
 
 
@@ -107,16 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         store = experiment_store(spec, args.storage, args.name)
         echo(dry_run_text(spec, str(store.local or store.uri)))
         return 0
-    if args.resume and any([args.num_samples, args.max_epochs, args.searcher, args.no_asha, args.smoke,
+    if args.resume and any([args.max_epochs, args.searcher, args.no_asha, args.smoke,
                             args.max_concurrent, args.time_budget, args.set, args.track]):
-        echo("note: --resume continues with the settings the sweep started with; other flags are ignored")
+        echo("note: --resume continues with the settings the sweep started with; flags other than "
+             "--num-samples are ignored")
 
     from kgsearch.sweep.results import STATUS_FAILED
     from kgsearch.sweep.run import run_sweep
 
     outcome = run_sweep(spec, storage=args.storage, name=args.name, data_root=args.data_root,
                         resume=args.resume, fail_fast=args.fail_fast,
-                        time_budget_s=args.time_budget * 60 if args.time_budget else None, cpu_only=args.cpu)
+                        time_budget_s=args.time_budget * 60 if args.time_budget else None, cpu_only=args.cpu,
+                        resume_samples=args.num_samples if args.resume else None, resume_add=args.add_samples)
     if outcome.terminated:
         return EXIT_SIGTERM  # stopped (ray job stop, kubectl delete): the summary says how to resume
     if args.fail_fast and any(r.status == STATUS_FAILED for r in outcome.rows):

@@ -10,7 +10,7 @@ import yaml
 
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.validate import available_sweeps, resolve_sweep
-from kgsearch.sweep.warmstart import differences, display, listed
+from kgsearch.sweep.warmstart import differences, display, is_study, listed
 from kgsearch.yamlio import plain
 
 
@@ -51,6 +51,8 @@ def start_lines(spec: SweepSpec) -> list[str]:
     """Where the first trial comes from (kgsearch.sweep.warmstart), and where it is not that run file."""
     if spec.start_from is None:
         return ["first trial: sampled (no start_from run file)"]
+    if is_study(spec.start_from):
+        return [f"first trial: the best COMPLETE trial of the study in {display(spec.start_from)} (start_from)"]
     lines = [f"first trial: the searched values of {display(spec.start_from)} (start_from)"]
     diff = differences(spec)
     if diff:

@@ -1,5 +1,9 @@
 """What a sweep shows while it runs: one line per trial event (Tune callbacks), and each trial's provenance.
 
+Beside the per-epoch lines: a line whenever the sweep's best-so-far changes (`best_changes`), and a
+status line "N of M trials, best X, elapsed, about T remaining" (`status_line`) at each trial's end and
+every `STATUS_EVERY_S` seconds in between.
+
 The callbacks are pickled into Tune's experiment state by reference: keep them plain classes here.
 """
 
@@ -34,25 +38,134 @@ def echo(text: str = "", stream: TextIO | None = None) -> None:
     print(text, file=stream or sys.stdout, flush=True)
 
 
+STATUS_EVERY_S = 60.0
+
+
+def improves(value: float, best: float | None, mode: str = "max") -> bool:
+    """Whether `value` is a new best-so-far over `best` (None: nothing yet) under `mode` ("max"/"min")."""
+    if value is None or not math.isfinite(value):
+        return False
+    if best is None or not math.isfinite(best):
+        return True
+    return value > best if mode == "max" else value < best
+
+
+def best_changes(values, mode: str = "max") -> list[tuple[int, float]]:
+    """(index, value) of each element of `values` that changes the best-so-far: strictly better only."""
+    best, changes = None, []
+    for i, value in enumerate(values):
+        if improves(value, best, mode):
+            best = value
+            changes.append((i, value))
+    return changes
+
+
+def clock(seconds: float) -> str:
+    """4:05, 1:02:03."""
+    s = int(max(0.0, seconds) + 0.5)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def estimate_remaining(total: int | None, done: int, durations: list[float], running: list[float],
+                       concurrency: int, budget_left_s: float | None = None) -> float | None:
+    """Seconds left, from the mean duration of completed trials: the work of the trials not done yet
+    (less what the running ones have done), spread over `concurrency` slots, at most the time budget left.
+    None while no trial has completed (or the number of trials is open-ended)."""
+    if not durations or total is None or total < 0:
+        return budget_left_s if durations and budget_left_s is not None else None
+    mean = sum(durations) / len(durations)
+    work = (total - done) * mean - sum(min(t, mean) for t in running)
+    eta = max(0.0, work) / max(1, min(concurrency, max(1, total - done)))
+    return eta if budget_left_s is None else min(eta, max(0.0, budget_left_s))
+
+
+def status_line(done: int, total: int | None, metric: str, best: float | None, best_trial: str,
+                elapsed_s: float, remaining_s: float | None) -> str:
+    """'3 of 20 trials, best val_mrr 0.9123 (t002), elapsed 4:12, about 9:30 remaining'."""
+    count = f"{done} of {total} trials" if total is not None and total >= 0 else f"{done} trials done"
+    shown = f"best {metric} {fmt(best)} ({best_trial})" if best is not None else f"best {metric} -"
+    left = "estimating remaining time..." if remaining_s is None else f"about {clock(remaining_s)} remaining"
+    return f"{count}, {shown}, elapsed {clock(elapsed_s)}, {left}"
+
+
+def brief(params: dict, searched: tuple[str, ...], most: int = 4) -> str:
+    """The first `most` searched values, 'k=v k=v ... (+3 more)'."""
+    shown = [f"{k}={fmt(params[k])}" for k in searched if k in params]
+    more = f" (+{len(shown) - most} more)" if len(shown) > most else ""
+    return " ".join(shown[:most]) + more
+
+
 class ProgressPrinter(Callback):
     """One compact line per trial event instead of Tune's tables and Ray's logs."""
 
+    # Class defaults: a printer pickled by an older version (--resume) lacks these attributes.
+    mode, concurrency, total = "max", 1, None
+
     def __init__(self, metric: str, max_t: int, searched: tuple[str, ...], asha: bool = True,
-                 time_budget_s: float | None = None):
+                 time_budget_s: float | None = None, mode: str = "max", concurrency: int = 1):
         self.metric, self.max_t, self.searched = metric, max_t, searched
         self.asha, self.time_budget_s = asha, time_budget_s
+        self.mode, self.concurrency = mode, concurrency
+        self._fresh()
+
+    def _fresh(self) -> None:
         self.started = time.time()
+        self.best, self.best_trial = None, ""
+        self.begun: dict[str, float] = {}  # trial id -> when this printer saw it start
+        self.durations: dict[str, float] = {}  # trial id -> wall seconds, completed trials
+        self.last_status = time.time()
 
     def _say(self, text: str) -> None:
         elapsed = int(time.time() - self.started)
         print(f"[{elapsed // 60:3d}:{elapsed % 60:02d}] {text}", flush=True)
 
-    def setup(self, **info) -> None:
-        self.started = time.time()
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
+        self._fresh()
+        self.total = total_num_samples if total_num_samples is not None else num_samples
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        self.begun.setdefault(_key(trial), time.time())
         shown = " ".join(f"{k}={fmt(v)}" for k, v in trial.config.items() if k in self.searched)
         self._say(f"{trial_label(trial)} start   {shown}")
+
+    def _note_best(self, trial, value) -> None:
+        if isinstance(value, (int, float)) and improves(float(value), self.best, self.mode):
+            self.best, self.best_trial = float(value), trial_label(trial)
+            self._say(f"new best {self.best_trial} {self.metric} {fmt(self.best)}  "
+                      f"{brief(trial.config, self.searched)}")
+
+    def _finished(self, trial, trials) -> None:
+        """A trial ended (done, stopped or failed): record its duration and print the status line."""
+        begun = self.begun.pop(_key(trial), None)
+        last = trial.last_result or {}
+        self.durations[_key(trial)] = (time.time() - begun) if begun else float(last.get("time_total_s", 0.0))
+        self._status(trials)
+
+    def _status(self, trials) -> None:
+        now = time.time()
+        self.last_status = now
+        ended = set(self.durations)
+        for t in trials or []:
+            if str(t.status) in ("TERMINATED", "ERROR") and _key(t) not in ended:
+                ended.add(_key(t))  # ended before a --resume: Tune's own time is the best we know
+                seconds = float((t.last_result or {}).get("time_total_s", 0.0) or 0.0)
+                value = (t.last_result or {}).get("best_" + self.metric)
+                if isinstance(value, (int, float)) and improves(float(value), self.best, self.mode):
+                    self.best, self.best_trial = float(value), trial_label(t)
+                if seconds > 0:
+                    self.durations[_key(t)] = seconds
+        running = [now - self.begun[_key(t)] for t in trials or []
+                   if str(t.status) == "RUNNING" and _key(t) in self.begun]
+        budget = getattr(self, "time_budget_s", None)
+        total = self.total if self.total is None or self.total < 0 else max(self.total, len(trials or []))
+        left = estimate_remaining(total, len(ended), list(self.durations.values()), running,
+                                  self.concurrency, budget - (now - self.started) if budget else None)
+        self._say(status_line(len(ended), total, self.metric, self.best, self.best_trial,
+                              now - self.started, left))
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        if time.time() - getattr(self, "last_status", 0.0) >= STATUS_EVERY_S:
+            self._status(trials)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         epoch = result.get("epochs_done", "?")
@@ -62,6 +175,7 @@ class ProgressPrinter(Callback):
             parts.append(f"best {fmt(result.get('best_' + self.metric, math.nan))}")
         parts.append(f"{result.get('epoch_time', 0.0):.1f}s")
         self._say("  ".join(parts))
+        self._note_best(trial, result.get("best_" + self.metric, result.get(self.metric)))
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         last = trial.last_result or {}
@@ -69,6 +183,7 @@ class ProgressPrinter(Callback):
         best = fmt(last.get("best_" + self.metric, math.nan))
         how = "done   " if epochs >= self.max_t or last.get("converged") else "stopped"
         self._say(f"{trial_label(trial)} {how} after {epochs} epochs{self._why(last, epochs)}, best {self.metric} {best}")
+        self._finished(trial, trials)
 
     def _why(self, last: dict, epochs: int) -> str:
         if epochs >= self.max_t:
@@ -86,6 +201,7 @@ class ProgressPrinter(Callback):
             text = Path(trial.error_file).read_text(errors="replace")
         epochs = (trial.last_result or {}).get("epochs_done", 0)
         self._say(f"{trial_label(trial)} FAILED after {epochs} epochs: {short_error(text) or 'see its error.txt'}")
+        self._finished(trial, trials)
 
 
 class ProvenanceWriter(Callback):
@@ -104,6 +220,10 @@ class ProvenanceWriter(Callback):
         fs.create_dir(folder, recursive=True)
         with fs.open_output_stream(target) as f:
             f.write(json.dumps(body, indent=2, default=str).encode())
+
+
+def _key(trial) -> str:
+    return str(getattr(trial, "trial_id", "") or trial_label(trial))
 
 
 def trial_label(trial) -> str:

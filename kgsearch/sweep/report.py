@@ -1,10 +1,18 @@
-"""Reading a sweep: the summary table printed at its end, and where a finished sweep's time went.
+"""Reading a sweep: the summary table printed at its end, where a finished sweep's time went, and the
+report with figures (kgsearch.sweep.figures) that the sweep writes at its end.
 
-    python -m kgsearch.sweep.report EXPERIMENT [--reach 0.95]
+    python -m kgsearch.sweep.report EXPERIMENT [--reach 0.95] [--reference 0.93]
+
+writes EXPERIMENT/report.html (one self-contained page: the trials table and every figure, embedded)
+and the figures as PNG files in EXPERIMENT/report/.
 """
 
 from __future__ import annotations
 
+import base64
+import csv
+import html
+import importlib
 import json
 import math
 import sys
@@ -88,16 +96,221 @@ def analyse(exp: Path, metric: str | None = None, reach: float | None = None) ->
     return out
 
 
+REPORT_HTML, FIGURES_DIR = "report.html", "report"
+CAPTIONS = {"best_so_far": "Best validation value so far against wall time; each marker is a trial's end.",
+            "curves": "Every trial's validation curve; grey dashed: stopped early.",
+            "params": "Searched values of every trial, coloured by its best validation value.",
+            "slices": "Best validation value against each searched value.",
+            "seeds": "The winners re-trained with several seeds.",
+            "importances": "Parameter importances from the study."}
+
+
+def _number(text: str):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return text if text != "" else None
+
+
+def _flat(row: dict) -> dict:
+    """{'seed': 0, 'val': {'val_mrr': ..}, 'test': {...}} -> one flat dict."""
+    out = {}
+    for key, value in row.items():
+        out.update(value if isinstance(value, dict) else {key: value})
+    return out
+
+
+def _seed_rows(record: dict) -> list[dict]:
+    for key in ("per_seed", "seed_rows", "rows", "runs", "seeds"):
+        found = record.get(key)
+        if isinstance(found, dict):
+            found = [{"seed": k, **v} for k, v in found.items() if isinstance(v, dict)]
+        if isinstance(found, list) and found and all(isinstance(r, dict) for r in found):
+            return [_flat(r) for r in found]
+    return []
+
+
+def winners(metrics: dict) -> list[tuple[str, list[dict]]]:
+    """best/metrics.json -> (name, per-seed rows) of each re-trained winner, the chosen one first; [] if none."""
+    listed = metrics.get("winners") or metrics.get("candidates")
+    out = []
+    if isinstance(listed, list):
+        for i, w in enumerate(w for w in listed if isinstance(w, dict)):
+            rows = _seed_rows(w)
+            if rows:
+                out.append((str(w.get("trial") or w.get("name") or f"#{i + 1}"), rows))
+    if not out and _seed_rows(metrics):
+        out = [(str(metrics.get("trial", "best")), _seed_rows(metrics))]
+    return out
+
+
+def study_importances(exp: Path) -> tuple[dict | None, str]:
+    """Parameter importances from the experiment's Optuna journal (kgsearch.sweep.study), and a note
+    where there are none to draw: from the COMPLETE trials, else from every trial at the epoch most
+    trials reported at (ASHA stops most trials)."""
+    try:
+        study = importlib.import_module("kgsearch.sweep.study")
+    except ImportError:
+        return None, ""
+    journal = study.find_journal(exp) if hasattr(study, "find_journal") else None
+    if journal is None or not hasattr(study, "importances"):
+        return None, ""
+    try:
+        found = study.importances(journal)
+        if not found and hasattr(study, "most_reported_step"):
+            step = study.most_reported_step(study.load_study(journal))
+            found = study.importances(journal, step=step) if step is not None else {}
+    except Exception as exc:  # noqa: BLE001 - a study that cannot say leaves the chart out, and says why
+        return None, f"parameter importances unavailable: {type(exc).__name__}: {exc}"[:200]
+    if not found:
+        return None, "parameter importances: fewer than 2 trials to compare"
+    return {str(k): float(v) for k, v in dict(found).items()}, ""
+
+
+def load_experiment(exp: Path, reference: float | None = None, importances: dict | None = None):
+    """A local experiment folder -> kgsearch.sweep.figures.SweepData (trials.csv, each trial's result.json,
+    sweep.yaml, timing.json, best/metrics.json; any of them may be missing except sweep.yaml)."""
+    from kgsearch.sweep.figures import FAILED, STOPPED, SweepData, TrialCurve
+
+    exp = Path(exp)
+    spec = yaml.safe_load((exp / "sweep.yaml").read_text())["spec"]
+    metric, mode, space = spec["metric"], spec.get("mode", "max"), dict(spec.get("space") or {})
+    max_t = int((spec.get("scheduler") or {}).get("max_t", 0) or 0)
+    table = {}
+    if (exp / "trials.csv").exists():
+        with open(exp / "trials.csv", newline="") as f:
+            table = {row["trial"]: row for row in csv.DictReader(f)}
+    folders = {f.name.split("_")[0]: f for f in sorted(exp.glob("t[0-9]*_*")) if f.is_dir()}
+    results = {label: read_results(folder) for label, folder in folders.items()}
+    timing = json.loads((exp / "timing.json").read_text()) if (exp / "timing.json").exists() else {}
+    starts = [r[0].get("trial_started_at", r[0].get("timestamp", math.inf)) for r in results.values() if r]
+    began = timing.get("tune_started_at", min(starts, default=0.0))
+    pick = max if mode == "max" else min
+    trials = []
+    for label in sorted(set(table) | set(folders)):
+        rows, row = results.get(label, []), table.get(label, {})
+        curve, seen = TrialCurve(label=label, status=row.get("status", ""), best=math.nan, params={}), set()
+        for r in rows:
+            if metric not in r:
+                continue
+            epoch = r.get("val_epoch", r.get("epochs_done", len(curve.epochs) + 1))
+            if epoch not in seen:  # epochs without validation repeat the last one (its val_epoch)
+                seen.add(epoch)
+                curve.epochs.append(epoch)
+                curve.values.append(float(r[metric]))
+            if "timestamp" in r:
+                curve.report_s.append(r["timestamp"] - began)
+                curve.report_best.append(float(r.get("best_" + metric, r[metric])))
+        curve.finished_s = curve.report_s[-1] if curve.report_s else None
+        best = _number(row.get(f"best_{metric}", ""))
+        curve.best = best if isinstance(best, float) else (pick(curve.values) if curve.values else math.nan)
+        config = (rows[0].get("config") or {}) if rows else {}
+        curve.params = {k: _number(row[k]) if k in row else config.get(k) for k in space
+                        if row.get(k, "") != "" or k in config}
+        if not curve.status:
+            done = rows[-1].get("epochs_done", 0) if rows else 0
+            curve.status = "completed" if done >= max_t else STOPPED if rows else FAILED
+        trials.append(curve)
+    best_file = exp / "best" / "metrics.json"
+    metrics = json.loads(best_file.read_text()) if best_file.exists() else {}
+    start_from = spec.get("start_from")
+    return SweepData(name=spec.get("name", exp.name), metric=metric, mode=mode, space=space, trials=trials,
+                     warm_start=trials[0].label if start_from and trials else None, start_from=start_from,
+                     reference=reference, winners=winners(metrics), importances=importances)
+
+
+def _html_table(data) -> str:
+    names = list(data.space)
+    ranked = sorted(data.trials, key=lambda t: (not math.isfinite(t.best), -t.best if data.mode == "max" else t.best))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["trial", "status", "epochs", f"best {data.metric}", *names])
+    body = []
+    for t in ranked:
+        cells = [t.label + (" (warm start)" if t.label == data.warm_start else ""), t.status,
+                 str(int(max(t.epochs))) if t.epochs else "-", fmt(t.best) if math.isfinite(t.best) else "-",
+                 *[fmt(t.params[n]) if t.params.get(n) is not None else "-" for n in names]]
+        body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def render_html(exp: Path, data, figures: list[Path], notes: list[str]) -> str:
+    best = data.best_trial()
+    lines = [f"{len(data.trials)} trials, metric {data.metric} ({data.mode})"]
+    if best is not None:
+        lines.append(f"best trial {best.label}: validation {data.metric} {fmt(best.best)}")
+    metrics_path = Path(exp) / "best" / "metrics.json"
+    if metrics_path.exists():
+        m = json.loads(metrics_path.read_text())
+        test = {k: v for k, v in {**m, **(m.get("test") or {})}.items()
+                if k.startswith("test_") and not k.endswith("_count") and isinstance(v, (int, float))}
+        lines.append("exported best/: " + ", ".join(f"{k} {fmt(float(v))}" for k, v in sorted(test.items())))
+    if data.start_from:
+        lines.append(f"warm start: {data.warm_start} has the searched values of {data.start_from}")
+    try:
+        timing = analyse(exp, metric=data.metric)
+        lines.append(f"wall {fmt(timing['wall_s'] or math.nan)} s, search {fmt(timing['tune_wall_s'])} s, "
+                     f"{timing['concurrency']} at a time, busy {fmt(100 * timing['busy_share'])}%")
+    except (OSError, KeyError, TypeError, ValueError):
+        pass
+    figs = "".join(
+        f"<figure><img alt='{p.stem}' src='data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}'>"
+        f"<figcaption>{html.escape(CAPTIONS.get(p.stem, p.stem))} ({FIGURES_DIR}/{p.name})</figcaption></figure>"
+        for p in figures)
+    style = ("body{font-family:sans-serif;max-width:1300px;margin:1em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px}"
+             "td{text-align:right}img{max-width:100%}figure{margin:1.5em 0}figcaption{color:#555}")
+    items = "".join(f"<li>{html.escape(x)}</li>" for x in lines + notes)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {html.escape(data.name)}</title>"
+            f"<style>{style}</style></head><body><h1>Sweep {html.escape(data.name)}</h1><ul>{items}</ul>"
+            f"{figs}<h2>Trials</h2>{_html_table(data)}</body></html>\n")
+
+
+def write_report(exp: Path, reference: float | None = None, importances: dict | None = None) -> Path:
+    """Figures into EXPERIMENT/report/ and the page EXPERIMENT/report.html (which embeds them).
+
+    `importances` (parameter -> share): given, or read from the experiment's study where there is one."""
+    from kgsearch.sweep.figures import write_figures
+
+    exp = Path(exp)
+    notes = []
+    if importances is None:
+        importances, note = study_importances(exp)
+        notes += [note] if note else []
+    data = load_experiment(exp, reference=reference, importances=importances)
+    figures = write_figures(data, exp / FIGURES_DIR)
+    target = exp / REPORT_HTML
+    target.write_text(render_html(exp, data, figures, notes), encoding="utf-8")
+    return target
+
+
+def report_line(exp: Path) -> str:
+    """Write the report at a sweep's end; one line saying where it is, or why it is missing (a figure
+    that fails must not fail a sweep whose trials are done)."""
+    try:
+        return f"  report:      {write_report(exp)} (again: python -m kgsearch.sweep.report {exp})"
+    except Exception as exc:  # noqa: BLE001 - reported, never raised
+        return f"  report:      not written ({type(exc).__name__}: {str(exc)[:160]}); " \
+               f"try python -m kgsearch.sweep.report {exp}"
+
+
 def _main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m kgsearch.sweep.report",
-                                     description="Where a finished sweep's time went (timing.json + result.json).")
+                                     description="Where a finished sweep's time went (timing.json + result.json), "
+                                                 "and its report: report.html and report/*.png in the folder.")
     parser.add_argument("experiment", type=Path, help="experiment folder (<storage>/<name>)")
     parser.add_argument("--reach", type=float, help="also report when the metric first reached this value")
+    parser.add_argument("--reference", type=float,
+                        help="the shipped run file's validation value, drawn as a line in best_so_far.png")
+    parser.add_argument("--no-figures", action="store_true", help="print the timing only")
     args = parser.parse_args(argv)
     for key, value in analyse(args.experiment, reach=args.reach).items():
         echo(f"{key:<28} {fmt(value) if isinstance(value, float) else value}")
+    importances, _ = study_importances(args.experiment)
+    for name, share in (importances or {}).items():
+        echo(f"importance {name:<17} {share:.3f}")
+    if not args.no_figures:
+        echo(f"report: {write_report(args.experiment, reference=args.reference, importances=importances)}")
     return 0
 
 

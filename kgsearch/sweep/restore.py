@@ -142,6 +142,24 @@ def plan(store: ExperimentStore, resume: bool | str) -> str:
     return "resume"
 
 
+def grown_samples(stored: dict, requested: int | None, add: bool) -> tuple[int, int]:
+    """(num_samples the sweep had, num_samples it resumes with) for `--resume --num-samples N` (`add`: N
+    more trials) or `--resume auto --num-samples N` (N in all, never below the old count); a KGSearchError
+    in one line when the sweep cannot grow that way."""
+    planned = int(stored["spec"]["num_samples"])
+    if requested is None:
+        return planned, planned
+    wanted = planned + requested if add else requested
+    flag = f"--num-samples {requested}"
+    if wanted < planned:
+        raise KGSearchError(f"--resume auto {flag}: the sweep already has num_samples {planned} and can only "
+                            f"grow; pass a total above {planned}, or --resume --num-samples N for N more trials")
+    if wanted > planned and stored.get("format") != SPEC_FORMAT:
+        raise KGSearchError(f"--resume {flag}: this sweep was started by an older kgsearch, whose searcher "
+                            "cannot add trials; start a new experiment with --name NEW")
+    return planned, wanted
+
+
 def rerun_candidates(store: ExperimentStore) -> list[dict]:
     """The failure records of trials that failed from outside them and were not run again yet."""
     records = all_recorded(store.join(TRAIN_RUNS)).values()

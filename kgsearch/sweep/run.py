@@ -4,6 +4,7 @@ finish with trials.csv, the best trial exported and tested, and a summary.
 Layout of an experiment folder (`<storage>/<name>/`, a local/shared path or a bucket URI):
 
     sweep.yaml              the resolved spec the sweep ran with (what --resume reads)
+    optuna_journal.log      the Optuna study (kgsearch.sweep.study; a bucket's is kept on the driver)
     t001_<id>/ ...          one Tune trial folder each: result.json, progress.csv, TensorBoard events,
                             provenance.json (seed, versions, git commit), checkpoint_*/ (direct trials)
     _train/<id>/            worker-group trials' Ray Train runs (their checkpoints)
@@ -12,6 +13,7 @@ Layout of an experiment folder (`<storage>/<name>/`, a local/shared path or a bu
     best/checkpoint.pt      its best-validation weights (`python -m kgsearch.train --eval ...`)
     best/metrics.json       its validation and test metrics
     summary.txt             the table printed at the end
+    report.html, report/    the figures, and one page embedding them (`python -m kgsearch.sweep.report`)
     timing.json             where the wall time went (`python -m kgsearch.sweep.report <folder>`)
 """
 
@@ -30,8 +32,9 @@ from kgsearch.sweep.failures import all_recorded
 from kgsearch.sweep.progress import echo
 from kgsearch.sweep.ray_env import (adapt_resources, allocator_env, in_ray_job, quiet_tune_logs, start_ray,
                                     survive_killed_trials)
-from kgsearch.sweep.report import summary_table
-from kgsearch.sweep.restore import SPEC_FILE, SPEC_FORMAT, TRAIN_RUNS, plan, rerun_candidates, unfinished_trials
+from kgsearch.sweep.report import report_line, summary_table
+from kgsearch.sweep.restore import (SPEC_FILE, SPEC_FORMAT, TRAIN_RUNS, grown_samples, plan, rerun_candidates,
+                                    unfinished_trials)
 from kgsearch.sweep.results import STATUS_UNFINISHED, best_row, collect_trials, trials_csv
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.stop import sigterm_stops_the_sweep
@@ -94,11 +97,13 @@ def check_data_root(data_root: str | None) -> None:
 
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None = None,
               data_root: str | None = None, resume: bool | str = False, fail_fast: bool = False,
-              time_budget_s: float | None = None, cpu_only: bool = False, say=echo) -> SweepOutcome:
+              time_budget_s: float | None = None, cpu_only: bool = False, resume_samples: int | None = None,
+              resume_add: bool = False, say=echo) -> SweepOutcome:
     """Run (or resume) one sweep end to end; see the module docstring for what it writes.
 
     `resume`: False (start; refused where a sweep already ran), True (continue one), or "auto"
-    (continue one if there is one, else start).
+    (continue one if there is one, else start). A resumed sweep grows to `resume_samples` trials
+    (`--resume --num-samples N`), or by that many with `resume_add` (`--num-samples +N`), finished or not.
     """
     import yaml
     from ray import tune
@@ -113,8 +118,11 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
     exp = store.uri
     resuming = plan(store, resume) == "resume"
     stored = yaml.safe_load(store.read_text(SPEC_FILE)) if resuming else None
+    planned = grown = 0
     if resuming:
         spec = SweepSpec.model_validate(stored["spec"])
+        planned, grown = grown_samples(stored, resume_samples, resume_add)
+        spec = spec.model_copy(update={"num_samples": grown})
         data_root = data_root or stored.get("data_root")
         say(f"resuming sweep {spec.name} in {exp} (settings from its {SPEC_FILE})")
     data_root = data_root or spec.data_root
@@ -148,6 +156,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
     if resuming:
         if stored.get("format") == SPEC_FORMAT:
             schedule_reruns(store, say)
+        extend_on_resume(store, stored, planned, grown, say)
         tuner = tune.Tuner.restore(exp, trainable=trainable, resume_unfinished=True, resume_errored=False)
     else:
         record = {"format": SPEC_FORMAT, "spec": spec.model_dump(), "data_root": data_root, "ray": mode, **prov}
@@ -192,6 +201,18 @@ def schedule_reruns(store: ExperimentStore, say) -> None:
             "its values run again as a new trial")
 
 
+def extend_on_resume(store: ExperimentStore, stored: dict, planned: int, grown: int, say) -> None:
+    """Tell the restored searcher where the study's journal is and how many trials to add; record them."""
+    from kgsearch.sweep.searcher import on_restore
+    from kgsearch.sweep.study import journal_path
+
+    on_restore(more=grown - planned, journal=journal_path(store)[0])
+    if grown > planned:
+        record = {**stored, "spec": {**stored["spec"], "num_samples": grown}}
+        store.write_text(SPEC_FILE, yaml_text(record, header="# resolved sweep settings; read by --resume"))
+        say(f"adding {grown - planned} trial(s): num_samples {planned} -> {grown} (the study keeps every earlier one)")
+
+
 def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset, prepared, data_root, started,
            say, timing: dict | None = None) -> SweepOutcome:
     """Write trials.csv, evaluate the best trial's best checkpoint on test, export best/, print a summary."""
@@ -224,5 +245,7 @@ def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset
         store.write_json("timing.json", {**timing, "finished_at": time.time(), "wall_s": wall})
     say("")
     say(text)
+    if store.local is not None:  # a bucket's experiment: copy it down and run kgsearch.sweep.report
+        say(report_line(store.local))
     return SweepOutcome(experiment=store.local or exp, rows=rows, best=best_info, wall_s=wall,
                         interrupted=bool(unfinished))

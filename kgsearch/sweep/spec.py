@@ -197,7 +197,8 @@ class SweepFile(_Strict):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     storage: str | None = None
     # The run file whose values the first trial has (kgsearch.sweep.warmstart): "auto" (the default) is
-    # configs/<sweep name>.yaml when it exists for the same model and dataset; null or "none": no warm start.
+    # configs/<sweep name>.yaml when it exists for the same model and dataset; null or "none": no warm start;
+    # an earlier sweep's experiment folder (or its optuna_journal.log): that study's best COMPLETE trial.
     start_from: str | None = "auto"
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(default_factory=dict)
@@ -234,7 +235,7 @@ class SweepSpec(_Strict):
     retries: int | None = None  # None until the sweep knows whether it runs on a cluster
     checkpoints: CheckpointSpec = Field(default_factory=CheckpointSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
-    start_from: str | None = None  # the run file the first trial comes from (absolute path); None: none
+    start_from: str | None = None  # the run file (or earlier study's journal) the first trial comes from; None: none
     start_values: dict[str, Any] = Field(default_factory=dict)  # its values of the searched (active) params
 
     @property

@@ -14,6 +14,7 @@ from kgsearch.sweep.restore import TRAIN_RUNS
 from kgsearch.sweep.searcher import make_search_alg
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.storage import ExperimentStore
+from kgsearch.sweep.study import journal_path
 from kgsearch.sweep.trackers import tracker_callbacks
 
 
@@ -59,8 +60,11 @@ def build_tuner(spec: SweepSpec, trainable, store: ExperimentStore, fail_fast: b
     from ray import tune
 
     searched = spec.searched
+    journal, carry = journal_path(store)  # the Optuna study, kept in the experiment folder
+    search_alg = make_search_alg(spec, journal=journal, study_name=store.name, carry_journal=carry)
     progress = ProgressPrinter(spec.metric, spec.scheduler.max_t, searched, asha=spec.scheduler.type == "asha",
-                               time_budget_s=time_budget_s)
+                               time_budget_s=time_budget_s, mode=spec.mode,
+                               concurrency=spec.max_concurrent_trials)
     run_config = tune.RunConfig(
         name=store.name, storage_path=store.root, verbose=0,
         callbacks=[progress, ProvenanceWriter(provenance), FailureRecorder(store.join(TRAIN_RUNS)),
@@ -72,7 +76,7 @@ def build_tuner(spec: SweepSpec, trainable, store: ExperimentStore, fail_fast: b
     )
     tune_config = tune.TuneConfig(
         # The concurrency limit is inside the search generator (kgsearch.sweep.searcher).
-        metric=spec.metric, mode=spec.mode, search_alg=make_search_alg(spec), scheduler=make_scheduler(spec),
+        metric=spec.metric, mode=spec.mode, search_alg=search_alg, scheduler=make_scheduler(spec),
         num_samples=spec.num_samples,
         trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname,
         # Reusing trial processes saves each trial a Python start and the torch/kgsearch imports

@@ -8,6 +8,11 @@ the run file's value, or the recipe config's default where the run file does not
 space cannot produce is a validation error, never clamped. kgsearch.sweep.searcher enqueues the values
 as the study's first trial (`study.enqueue_trial`).
 
+`start_from` may also name an earlier sweep: its experiment folder or the `optuna_journal.log` in it
+(kgsearch.sweep.study). The first trial then has the searched values of that study's best COMPLETE
+trial, checked against this sweep's space in the same way; a parameter this sweep searches and the old
+study did not is sampled for that trial, one only the old study searched is left out.
+
 The first trial is the run file only if the sweep's `fixed` values agree with it too: `differences`
 lists the keys where they do not (shown by --dry-run; tests/test_search_spaces.py holds the shipped
 sweeps to it).
@@ -48,13 +53,29 @@ def _is_off(start_from: Any) -> bool:
     return start_from is None or start_from is False or str(start_from).strip().lower() in OFF
 
 
-def _explicit_path(text: str, doc: YamlDoc) -> Path:
+def _candidates(text: str) -> list[Path]:
     path = Path(text).expanduser()
-    tried = [path] if path.is_absolute() else [REPO_ROOT / path, Path.cwd() / path]
+    return [path] if path.is_absolute() else [REPO_ROOT / path, Path.cwd() / path]
+
+
+def _journal(text: str) -> Path | None:
+    """The journal of an earlier sweep that `start_from` names (its folder or the file), else None."""
+    from kgsearch.sweep.study import find_journal
+
+    for candidate in _candidates(text):
+        found = find_journal(candidate)
+        if found is not None:
+            return found
+    return None
+
+
+def _explicit_path(text: str, doc: YamlDoc) -> Path:
+    tried = _candidates(text)
     for candidate in tried:
         if candidate.is_file():
             return candidate.resolve()
-    raise doc.error(("start_from",), f"no such run file {text!r} (looked for {', '.join(map(str, tried))})")
+    raise doc.error(("start_from",), f"no such run file {text!r} (looked for {', '.join(map(str, tried))}), "
+                                     "nor an experiment folder holding an optuna_journal.log")
 
 
 def _load(path: Path, doc: YamlDoc):
@@ -64,6 +85,37 @@ def _load(path: Path, doc: YamlDoc):
         return RunFile.load(path)
     except KGSearchError as exc:
         raise doc.error(("start_from",), f"the run file is not valid: {exc}") from None
+
+
+class StudyStart:
+    """An earlier sweep's best COMPLETE trial, standing in for a run file (`params`: its searched values)."""
+
+    def __init__(self, journal: Path, doc: YamlDoc, model: str):
+        from kgsearch.sweep.study import best_complete_trial
+
+        try:
+            best = best_complete_trial(journal)
+        except KGSearchError as exc:
+            raise doc.error(("start_from",), str(exc)) from None
+        self.params, self.number, self.value = dict(best.params), best.number, best.value
+        self.label = f"the best trial (#{best.number}, value {best.value:.4f}) of {display(journal)}"
+        self.model = model
+        sweep = journal.parent / "sweep.yaml"  # the old sweep's settings, when they are beside it
+        if sweep.is_file():
+            import yaml
+
+            try:
+                self.model = ((yaml.safe_load(sweep.read_text(encoding="utf-8")) or {}).get("spec") or {}).get(
+                    "model", model)
+            except (OSError, yaml.YAMLError, AttributeError):
+                pass
+
+
+def is_study(path: str | os.PathLike | None) -> bool:
+    """Whether a spec's `start_from` is an earlier sweep's journal rather than a run file."""
+    from kgsearch.sweep.study import JOURNAL_FILE
+
+    return path is not None and Path(path).name == JOURNAL_FILE
 
 
 def find_run_file(start_from: Any, name: str, source: str, model: str, dataset: str, doc: YamlDoc):
@@ -80,6 +132,13 @@ def find_run_file(start_from: Any, name: str, source: str, model: str, dataset: 
                     return candidate.resolve(), run, "start_from: auto"
                 return None  # configs/NAME.yaml is for another model: no warm start
         return None
+    journal = _journal(str(start_from))
+    if journal is not None:
+        run = StudyStart(journal, doc, model)
+        if run.model != model:
+            raise doc.error(("start_from",), f"{display(journal)} is the study of a sweep of model {run.model!r}; "
+                                             f"this sweep searches model {model!r}")
+        return journal, run, f"start_from: {start_from}"
     path = _explicit_path(str(start_from), doc)
     run = _load(path, doc)
     if run.model != model:  # another dataset is allowed: the user pointed at it on purpose
@@ -111,16 +170,20 @@ def start_values(path: Path, run, space: dict[str, Param], config_cls: type, doc
                  report: Callable[[KGSearchError], None]) -> dict[str, Any]:
     """The run file's values of the searched params (the config's defaults where it sets none); each value
     outside the space goes to `report`, naming the sweep file's line, the key and the run file."""
-    config = config_from_dict(config_cls, run.params, source=str(path))
-    sample = {k: getattr(config, k) for k in space}
+    if isinstance(run, StudyStart):  # the old study's values; a param it did not search is sampled
+        sample = {k: v for k, v in run.params.items() if k in space}
+        chosen = {k: sample[k] for k, p in space.items() if k in sample and p.active(sample)}
+    else:
+        config = config_from_dict(config_cls, run.params, source=str(path))
+        chosen = active_values(space, {k: getattr(config, k) for k in space})
     values: dict[str, Any] = {}
-    for key, value in active_values(space, sample).items():
+    for key, value in chosen.items():
         ok, taken = _in_space(space[key], value)
         if ok:
             values[key] = taken
             continue
-        where = (f"the run file {display(path)}" if key in run.params else
-                 f"the config's default: the run file {display(path)} does not set it")
+        what = run.label if isinstance(run, StudyStart) else f"the run file {display(path)}"
+        where = what if key in run.params else f"the config's default: {what} does not set it"
         report(doc.error(("space", key), f"the first trial's {key} = {value!r} ({where}) is outside the space "
                                          f"{space[key].describe()}; widen the space, change `fixed`, or set "
                                          "start_from: null"))
@@ -145,7 +208,7 @@ def warm_start(start_from: Any, *, name: str, source: str, model: str, dataset: 
 def differences(spec) -> dict[str, tuple[Any, Any]]:
     """Keys the searched params leave alone where the first trial (`fixed` + the start values) differs
     from its run file: {key: (the sweep's value, the run file's value)}; {} without a warm start."""
-    if spec.start_from is None:
+    if spec.start_from is None or is_study(spec.start_from):  # an earlier sweep's study: no run file
         return {}
     from kgsearch.recipe import get_recipe
     from kgsearch.run.runfile import RunFile
@@ -186,4 +249,4 @@ def listed(name: str, source: str, data: dict) -> str:
     return "-"
 
 
-__all__ = ["AUTO", "warm_start", "find_run_file", "start_values", "differences", "display", "listed"]
+__all__ = ["AUTO", "warm_start", "is_study", "find_run_file", "start_values", "differences", "display", "listed"]
