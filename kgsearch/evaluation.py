@@ -195,3 +195,24 @@ def temporal_relation_filter(dataset) -> FilterIndex:
 
 def relation_query_keys(s, o, time, num_entities: int) -> torch.Tensor:
     return (time * num_entities + s) * num_entities + o
+
+
+def raw_and_filtered_ranks(scores: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
+                           cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(realistic_ranks(scores, targets), realistic_ranks(scores, targets, rows, cols)) in one pass.
+
+    `realistic_ranks` makes two passes over [B, C] for the raw ranks and a copy plus
+    two more for the filtered ones. The filtered counts are the raw ones minus the filtered pairs'
+    own (FilterIndex pairs are distinct, so none is subtracted twice); the target itself is never
+    removed, as there. Ties: 1 + #greater + #equal / 2.
+    """
+    scores = scores.float()
+    target_scores = scores.gather(1, targets[:, None])
+    greater = (scores > target_scores).sum(1)
+    equal = (scores == target_scores).sum(1) - (target_scores == target_scores).long()[:, 0]  # own slot
+    raw = 1.0 + greater.double() + equal.double() / 2.0
+    pair_scores, pair_target = scores[rows, cols], target_scores[rows, 0]
+    other = cols != targets[rows]
+    greater = greater.index_add(0, rows, (pair_scores > pair_target).long(), alpha=-1)
+    equal = equal.index_add(0, rows, ((pair_scores == pair_target) & other).long(), alpha=-1)
+    return raw, 1.0 + greater.double() + equal.double() / 2.0

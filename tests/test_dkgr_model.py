@@ -86,20 +86,59 @@ def test_angle_loss_zero_when_aligned_and_hand_value_otherwise():
     e = torch.tensor([[math.cos(math.radians(60)), math.sin(math.radians(60))]])
     want = math.cos(math.radians(10)) - 0.5
     assert angle_loss(s, [e], 10.0).item() == pytest.approx(want, rel=1e-5)
-    # tau = 2: theta = 20 deg; at gamma = 50, tau = 2 is capped at 90 deg -> 60 deg is allowed
+    # tau = 2: theta = 20 deg
     assert angle_loss(s, [s, e], 10.0).item() == pytest.approx(math.cos(math.radians(20)) - 0.5, rel=1e-5)
-    assert angle_loss(s, [s, e], 50.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_angle_threshold_is_capped_at_90_degrees():
+    # gamma = 50: tau = 1 allows 50 deg, tau = 2 would allow 100 deg but is capped at 90. An angle of
+    # 95 deg at tau = 2 is penalised by cos 90 - cos 95 = 0.087; uncapped (cos 100 < cos 95) it would be 0.
+    s = torch.tensor([[1.0, 0.0]])
+    e95 = torch.tensor([[math.cos(math.radians(95)), math.sin(math.radians(95))]])
+    e60 = torch.tensor([[0.5, math.sin(math.radians(60))]])
+    assert angle_loss(s, [s, e95], 50.0).item() == pytest.approx(-math.cos(math.radians(95)), rel=1e-5)
+    assert angle_loss(s, [s, e60], 50.0).item() == pytest.approx(0.0, abs=1e-7)   # within the cap
+    # tau = 1 is not capped: 95 deg against theta = 50 deg
+    assert angle_loss(s, [e95], 50.0).item() == pytest.approx(
+        math.cos(math.radians(50)) - math.cos(math.radians(95)), rel=1e-5)
+
+
+def _decoder(cls):
+    torch.manual_seed(0)
+    return cls(D, 0.0) if cls is FCDecoder else cls(D, 4, 3, 0.0, 0.0, 0.0)   # no dropout
 
 
 @pytest.mark.parametrize("cls", [ConvTransE, ConvE, FCDecoder])
 def test_decoders_score_every_candidate(cls):
-    torch.manual_seed(0)
-    dec = cls(D) if cls is FCDecoder else cls(D, 4, 3, 0.0, 0.0, 0.0)
+    dec = _decoder(cls)   # training mode: BatchNorm on batch statistics
     a, b, cand = torch.randn(5, D), torch.randn(5, D), torch.randn(11, D)
     scores = dec(a, b, cand)
     assert scores.shape == (5, 11)
-    scores.sum().backward()
-    assert all(p.grad is not None for p in dec.parameters())
+    # each candidate's column is its own score: the same when it is scored alone
+    for j in range(11):
+        assert torch.allclose(dec(a, b, cand[j:j + 1])[:, 0], scores[:, j], atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Input #")   # gradcheck's advice to use float64
+@pytest.mark.parametrize("cls", [ConvTransE, ConvE, FCDecoder])
+def test_decoder_gradients_match_finite_differences(cls):
+    """Backward of every decoder w.r.t. every parameter and input is the derivative of its forward,
+    in training mode: for ConvTransE that checks the BatchNorm folded into the convolution, gradients
+    through the batch statistics included. fp32 (the fold computes in fp32 by design), so the check is
+    gradcheck's fast mode (random directions) with fp32 tolerances."""
+    dec = _decoder(cls)
+    if cls is ConvTransE:
+        with torch.no_grad():   # away from BN's initial identity affine
+            dec.bn1.weight.uniform_(0.5, 1.5)
+            dec.bn1.bias.uniform_(-0.5, 0.5)
+    a, b, cand = (torch.randn(n, D, requires_grad=True) for n in (5, 5, 7))
+    names, params = zip(*dec.named_parameters())
+
+    def scores(*args):
+        return torch.func.functional_call(dec, dict(zip(names, args[:len(names)])), args[len(names):])
+
+    assert torch.autograd.gradcheck(scores, (*params, a, b, cand), eps=1e-3, atol=1e-2, rtol=1e-2,
+                                    fast_mode=True)
 
 
 def test_convtranse_conv_equals_nn_conv1d():
@@ -143,9 +182,9 @@ def test_every_parameter_gets_a_gradient(switch):
     model = tiny_model(**switch)
     loss, parts = _loss(model, tiny_history())
     loss.backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    missing = [n for n, p in model.named_parameters() if p.grad is None]   # what DDP's reducer needs
     assert not missing
-    assert torch.isfinite(parts).all()
+    assert torch.isfinite(parts).all() and all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 def test_ablation_switches_change_what_they_should():
@@ -177,6 +216,68 @@ def test_ablation_switches_change_what_they_should():
     assert parts[2].item() == 0.0               # no L_st
     _, parts = _loss(tiny_model(), hist)
     assert parts[2].item() > 0.0
+
+
+def test_one_evolution_step_matches_a_hand_computation():
+    """Eq. 3-7 for one snapshot, written out with the model's own weights: pool, GRU, 2-layer R-GCN, gate."""
+    model = tiny_model().eval()                  # defaults: static_init, layer_norm, omega = 2, GRU
+    snap = tiny_history().snapshot(0)            # time 0: facts (0 -r0-> 1), (1 -r1-> 2)
+    with torch.no_grad():
+        e_static = model.static_embedding()
+        (h1,), (r1,) = model.evolve([snap], e_static)
+
+        h0 = e_static / e_static.norm(dim=1, keepdim=True)       # E_{t-m}: the normalised E_s
+        rel = model.rel_emb                                       # r_RI, and R_{t-m}
+        # Eq. 4: relation k mean-pools E_{t-1} over both entities of its facts (r and its inverse r + R)
+        pooled = torch.zeros(2 * R, D)
+        for k, ents in {0: [0, 1], 1: [1, 2], R: [0, 1], 1 + R: [1, 2]}.items():
+            pooled[k] = h0[ents].mean(0)
+        x = torch.cat([pooled, rel], dim=1)
+        # Eq. 5: a GRU cell by hand (PyTorch's gate order: reset, update, new), then L2-normalised
+        g = model.rel_update
+        xr, xz, xn = (x @ g.weight_ih.t() + g.bias_ih).chunk(3, dim=1)
+        hr, hz, hn = (rel @ g.weight_hh.t() + g.bias_hh).chunk(3, dim=1)
+        reset, update = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        new = torch.tanh(xn + reset * hn)
+        r_want = (1 - update) * new + update * rel
+        r_want = r_want / r_want.norm(dim=1, keepdim=True)
+        # Eq. 3: edges (src, rel, dst) with inverses; message W_1 (h_j + R_t[rel]) averaged over the
+        # receiver's in-degree, plus its self-loop; entities without incoming edges: isolated self-loop
+        edges = [(0, 0, 1), (1, 1, 2), (1, R, 0), (2, 1 + R, 1)]
+
+        def layer(h, lay, act):
+            out = h @ lay.w_loop_isolated
+            for i in {dst for _, _, dst in edges}:
+                incoming = [(j, k) for j, k, dst in edges if dst == i]
+                msg = sum((h[j] + r_want[k]) @ lay.w_neighbor for j, k in incoming) / len(incoming)
+                out[i] = h[i] @ lay.w_loop + msg
+            return F.leaky_relu(out, (1 / 8 + 1 / 3) / 2) if act else out   # RReLU's mean slope
+
+        first, last = model.rgcn.layers
+        e_struct = layer(layer(h0, first, True), last, False)               # last layer linear
+        e_struct = e_struct / e_struct.norm(dim=1, keepdim=True)
+        # Eq. 6-7: gate from E'_t, E_t = U * E'_t + (1 - U) * E_{t-1}
+        u = torch.sigmoid(e_struct @ model.gate.weight.t() + model.gate.bias)
+        h_want = u * e_struct + (1 - u) * h0
+    assert torch.allclose(r1, r_want, atol=1e-5)
+    assert torch.allclose(h1, h_want, atol=1e-5)
+
+
+def test_final_entity_state_reaches_the_decoders_unnormalised():
+    """Pins the current behaviour: with `layer_norm`, R_t and E'_t are L2-normalised but E_t, the
+    gate's mix of E'_t and E_{t-1}, is not, and the decoders score tanh(E_t) of that un-normalised
+    state (RE-GCN normalises E_t before decoding; issue 15 asks to measure that)."""
+    model = tiny_model(decoder="fc")
+    hist = tiny_history()
+    seen = []
+    decoder_forward = model.entity_decoder.forward
+    model.entity_decoder.forward = lambda a, b, cand: seen.append(cand.detach()) or decoder_forward(a, b, cand)
+    model(_batch(hist))                                     # the training loss (Eq. 17)
+    with torch.no_grad():
+        h, r, _ = model.encode(hist.steps_for(3), model.static_embedding())
+    assert torch.allclose(r.norm(dim=1), torch.ones(2 * R), atol=1e-5)
+    assert (h.norm(dim=1) - 1).abs().max() > 0.05           # E_t is not renormalised ...
+    assert len(seen) == 1 and torch.allclose(seen[0], torch.tanh(h), atol=1e-6)   # ... and decoded as is
 
 
 def test_history_never_reaches_the_predicted_timestamp():

@@ -80,13 +80,32 @@ def test_evaluate_counts_both_directions_and_shards_add_up():
     n_test = len(periodic_dataset().test)
     assert set(full) == {"raw", "tf", "rel", "rel_raw"}
     assert all(acc.result()["count"] == 2 * n_test for acc in full.values())
-    # time-aware filtering only ever removes competitors: filtered ranks are no worse than raw
-    assert full["tf"].result()["mrr"] >= full["raw"].result()["mrr"] - 1e-12
     parts = [make(rank=r, world_size=2) for r in (0, 1)]
     for p in parts:
         p.load_state_dict(recipe.state_dict())
     merged = parts[0].evaluate("test")["tf"].merge(parts[1].evaluate("test")["tf"])
     assert torch.allclose(merged.to_tensor(), full["tf"].to_tensor())
+
+
+def test_time_aware_filter_removes_answers_of_the_query_timestamp_only(monkeypatch):
+    """(0, r0, ?) at test time 3 has answers 1 and 2; entity 3 answers it only at time 1. With fixed
+    scores 3 > 1 > 2 > 0 > 4 > 5, the filtered rank of target 2 drops 1 (true at 3) but keeps 3."""
+    quads = torch.tensor([[4, 1, 5, 0], [0, 0, 3, 1], [4, 1, 5, 2], [0, 0, 1, 3], [0, 0, 2, 3]])
+    ds = TemporalDataset(name="filter", entities=["A", "B", "C", "D", "E", "F"], relations=["r0", "r1"],
+                         times=torch.arange(4), train=quads[:2], valid=quads[2:3], test=quads[3:])
+    cfg = tiny_config(history_len=2)
+    recipe = DkgrRecipe(cfg, ds, DkgrRecipe.prepare(cfg, ds))
+    base = torch.tensor([6.0, 8.0, 7.0, 9.0, 1.0, 0.0])    # score of each candidate entity 0..5
+    monkeypatch.setattr(recipe.model, "entity_scores",
+                        lambda h, r, anchors, rels, ent=None: base.expand(len(anchors), -1).clone())
+    out = recipe.evaluate("test")
+    # tail queries: target 1 (rank 2 raw and filtered: 3 stays), target 2 (raw 3: 3 and 1 above it;
+    # filtered 2: 1 removed). Head queries (1, r0^-1, ?), (2, r0^-1, ?): target 0 at rank 4 both ways.
+    raw, tf = out["raw"].result(), out["tf"].result()
+    assert raw["count"] == tf["count"] == 4
+    assert raw["mrr"] == pytest.approx((1 / 2 + 1 / 3 + 1 / 4 + 1 / 4) / 4)
+    assert tf["mrr"] == pytest.approx((1 / 2 + 1 / 2 + 1 / 4 + 1 / 4) / 4)
+    assert (raw["hits@1"], raw["hits@3"], tf["hits@1"], tf["hits@3"]) == (0.0, 0.5, 0.0, 0.5)
 
 
 def test_state_dict_round_trip_and_seeded_epochs():

@@ -110,16 +110,20 @@ class _CrossEntropy(torch.autograd.Function):
         out = torch.empty_like(logits)
         grad = grad.float()
         for i in range(0, n, step):
-            p = logits[i:i + step].float().sub_(lse[i:i + step, None]).exp_()
+            # a copy: on fp32 logits .float() is the saved tensor itself, and sub_ would overwrite it
+            p = logits[i:i + step].to(torch.float32, copy=True).sub_(lse[i:i + step, None]).exp_()
             p.scatter_add_(1, target[i:i + step, None], p.new_full((p.shape[0], 1), -1.0))
             out[i:i + step] = p.mul_(grad[i:i + step, None])
         return out, None
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """F.cross_entropy(logits.float(), target, reduction=...) over blocks of rows (module docstring)."""
+    """F.cross_entropy(logits.float(), target, reduction=...) over blocks of rows (module docstring);
+    reduction "mean", "sum" or "none" (the per-row losses, fp32)."""
     with torch.autocast(logits.device.type, enabled=False):
         per_row = _CrossEntropy.apply(logits, target)
+        if reduction == "none":
+            return per_row
         return per_row.mean() if reduction == "mean" else per_row.sum()
 
 

@@ -9,8 +9,10 @@ snapshot, oldest first:
     E'_t = R-GCN_omega(E_{t-1}, R_t, G_t)                                       Eq. 3
     U_t  = sigmoid(W_U E'_t + b_U);  E_t = U_t * E'_t + (1 - U_t) * E_{t-1}    Eq. 6-7
 
-Entity / relation prediction decode (E_t, R_t) after the last step. States are L2-normalised after
-each step when `layer_norm` is on (RE-GCN's --layer-norm), which keeps m-step rollouts stable.
+Entity / relation prediction decode (tanh(E_t), R_t) after the last step. With `layer_norm` (RE-GCN's
+--layer-norm) R_t and E'_t are L2-normalised at every step, and E_{t-m} is normalised too; E_t itself,
+the gate's mix of E'_t and E_{t-1}, is not, so the decoders get an un-normalised state (RE-GCN
+normalises E_t once more before decoding; this code does not).
 
 Ablation switches (config): rgcn=False replaces E'_t by a learned, randomly initialised embedding
 table (paper "-RGCN": "replaced ... with randomly initialized embedding vectors"); gru=False replaces
@@ -20,6 +22,8 @@ drops the static graph, Relational-GAT and L_st ("-S").
 
 Loss (Eq. 17): L = lambda_1 L_e + lambda_2 L_r + lambda_3 L_st with softmax cross-entropy for L_e, L_r
 (Eq. 15-16). `loss_reduction` says how the printed sums are normalised (see `DkgrModel.forward`).
+With `global_history` (not in the paper; TiRGN's copy mechanism) L_e is the NLL of the mixture of the
+decoder's entity distribution with a copy distribution over the earlier answers (global_history.py).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from torch import nn
 
 from kgsearch.dkgr.cpu_ops import cross_entropy, l2_normalize
 from kgsearch.dkgr.decoders import make_decoder
+from kgsearch.dkgr.global_history import GlobalHistoryHead
 from kgsearch.dkgr.history import Snapshot
+from kgsearch.dkgr.recurrency import RecurrencyIndex
 from kgsearch.dkgr.rgat import RelationalGAT
 from kgsearch.dkgr.rgcn import RGCN
 from kgsearch.dkgr.static_graph import NUM_STATIC_RELATIONS
@@ -73,7 +79,7 @@ class RelationConv(nn.Module):
 
 class DkgrModel(nn.Module):
     def __init__(self, cfg: Any, num_entities: int, num_relations: int, static_graph: dict | None,
-                 device: torch.device | str = "cpu"):
+                 device: torch.device | str = "cpu", history_index: RecurrencyIndex | None = None):
         super().__init__()
         d, N, R2 = cfg.dim, num_entities, 2 * num_relations
         self.cfg, self.num_entities, self.num_relations = cfg, N, num_relations
@@ -98,6 +104,14 @@ class DkgrModel(nn.Module):
                    feature_dropout=cfg.feature_dropout)
         self.entity_decoder = make_decoder(cfg.decoder, **dec)
         self.relation_decoder = make_decoder(cfg.decoder, **dec)
+
+        # Global-history head (cfg.global_history): the copy distribution mixed into L_e and the ranks.
+        self.global_head = None
+        if getattr(cfg, "global_history", False):
+            if history_index is None:
+                raise ValueError("global_history needs the answer index (kgsearch.dkgr.recurrency)")
+            self.global_head = GlobalHistoryHead(history_index.to(device), cfg.history_weight,
+                                                 cfg.learn_history_weight)
 
         self.static = bool(cfg.static) and static_graph is not None
         if self.static:
@@ -228,6 +242,12 @@ class DkgrModel(nn.Module):
         ce = "mean" if self.cfg.loss_reduction in ("mean", "regcn") else "sum"
         ent = torch.tanh(h)
         # cpu_ops.cross_entropy = F.cross_entropy in fp32, without materialising fp32 [B, N] copies.
-        loss_e = cross_entropy(self.entity_scores(h, r, subj, rels, ent), obj, ce)      # Eq. 15
+        scores = self.entity_scores(h, r, subj, rels, ent)
+        if self.global_head is None:
+            loss_e = cross_entropy(scores, obj, ce)                                       # Eq. 15
+        else:   # NLL of the mixture with the copy distribution; facts carry their time as column 3
+            if facts.shape[1] < 4:
+                raise ValueError("global_history: the target facts need their time index (column 3)")
+            loss_e = self.global_head.loss(scores, subj, rels, obj, facts[:, 3].repeat(2), ce)
         loss_r = cross_entropy(self.relation_scores(h, r, subj, obj, ent), rels, ce)    # Eq. 16
         return torch.stack([loss_e, loss_r])

@@ -11,7 +11,9 @@ subset of the timestamps each epoch. Measured effects: docs/benchmarks_dkgr.md, 
 Evaluation (extrapolation protocol): for every timestamp of the split, the history is the m latest
 earlier snapshots with their ground truth; entity queries in both directions (head queries as
 (o, r + R, ?)) give raw and time-aware filtered ranks, relation queries (s, ?, o) and (o, ?, s) over
-all 2R relations give time-aware filtered ("rel") and raw ("rel_raw") ranks.
+all 2R relations give time-aware filtered ("rel") and raw ("rel_raw") ranks. With `global_history`
+the entity ranks are those of the mixture with the copy distribution (kgsearch/dkgr/global_history.py),
+whose earlier answers are ground truth of every day before the predicted one (single-step).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ import torch
 from kgsearch.cache import cached
 from kgsearch.dkgr.history import SnapshotHistory, all_quadruples, build_history, facts_digest
 from kgsearch.dkgr.model import DkgrModel
+from kgsearch.dkgr.recurrency import RecurrencyIndex
 from kgsearch.dkgr.static_graph import build_static_graph
 from kgsearch.errors import KGSearchError
-from kgsearch.evaluation import (RankAccumulator, both_directions, entity_query_keys, relation_query_keys,
-                                 temporal_entity_filter, temporal_relation_filter)
+from kgsearch.evaluation import (RankAccumulator, both_directions, entity_query_keys, raw_and_filtered_ranks,
+                                 relation_query_keys, temporal_entity_filter, temporal_relation_filter)
 from kgsearch.precision import autocast, use_bf16
 from kgsearch.progress import ProgressFactory, silent
 from kgsearch.sharding import epoch_order, epoch_shard
@@ -50,7 +53,8 @@ class DkgrConfig:
     input_dropout: float = 0.2           # decoder input dropout
     hidden_dropout: float = 0.2          # decoder hidden dropout
     feature_dropout: float = 0.2         # decoder feature-map dropout
-    layer_norm: bool = True              # L2-normalise entity/relation states after each step (RE-GCN)
+    layer_norm: bool = True              # L2-normalise R_t and E'_t (R-GCN output) at each step; the
+                                         # gated E_t is not renormalised (model.py docstring)
     angle_deg: float = 10.0              # gamma, growth of the angle threshold per step, degrees (Eq. 11)
     lambda_entity: float = 0.6           # lambda_1, weight of the entity loss L_e (Eq. 17)
     lambda_relation: float = 0.2         # lambda_2, weight of the relation loss L_r
@@ -62,6 +66,11 @@ class DkgrConfig:
     gru: bool = True                     # False = -GRU: 1-D convolution instead of the relation GRU
     static: bool = True                  # False = -S: no static attribute graph, no L_st
     static_init: bool = True             # E_{t-m} = normalised E_s (RE-GCN's use of the static view)
+    # --- global-history head (TiRGN-style copy mechanism, kgsearch/dkgr/global_history.py) ---
+    global_history: bool = False         # p = alpha * copy + (1 - alpha) * decoder, the copy distribution over
+                                         # the entities that answered (s, r) at any earlier time
+    history_weight: float = 0.3          # alpha (TiRGN's history_rate); fixed unless learn_history_weight
+    learn_history_weight: bool = False   # learn alpha (initialised at history_weight) instead of searching it
     rgcn_impl: Literal["scatter", "pyg", "pyg_fast"] = "scatter"   # Eq. 3 layer: ours, PyG RGCNConv,
                                          # PyG FastRGCNConv (speed: bench/dkgr_speed.py, rgcn.py)
     num_bases: int = 100                 # basis count of the PyG layers (W_r = sum_b a_rb V_b)
@@ -97,6 +106,8 @@ class DkgrConfig:
         for name in ("lambda_entity", "lambda_relation", "lambda_static", "weight_decay", "angle_deg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"key {name!r} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.history_weight < 1.0:
+            raise ValueError(f"key 'history_weight' must be in (0, 1), got {self.history_weight}")
         if self.lambda_entity + self.lambda_relation == 0:
             raise ValueError("lambda_entity and lambda_relation are both 0: nothing to predict")
         if self.lr <= 0 or self.grad_clip <= 0:
@@ -129,9 +140,13 @@ class DkgrRecipe:
         history = cached("dkgr_history", {"v": PREPARE_VERSION, "facts": facts_digest(quads), **dims},
                          lambda: build_history(quads, dataset.num_entities, dataset.num_relations,
                                                dataset.num_times))
-        # The static graph is built whatever `static` says (~10 ms), so prepare() reads no config field
-        # and a sweep may search `static` (the -S ablation).
-        return {"history": history, "static_graph": build_static_graph(dataset.entities)}
+        # The static graph and the answer index of the global-history head are built whatever `static`
+        # and `global_history` say (~10 ms / ~0.1 s), so prepare() reads no config field and a sweep
+        # may search both (the -S ablation, the head's switch).
+        recurrency = cached("dkgr_recurrency", {"v": PREPARE_VERSION, "facts": facts_digest(quads), **dims},
+                            lambda: RecurrencyIndex.of_dataset(dataset).tables())
+        return {"history": history, "static_graph": build_static_graph(dataset.entities),
+                "recurrency": recurrency}
 
     # ------------------------------------------------------------------ construction
     def __init__(self, config: DkgrConfig, dataset: Any, prepared: dict, device: Any = "cpu",
@@ -146,9 +161,15 @@ class DkgrRecipe:
         self.history = SnapshotHistory(prepared["history"], config.history_len, self.device)
         self.num_entities, self.num_relations = dataset.num_entities, dataset.num_relations
 
+        index = None
+        if config.global_history:   # prepared data from before the head existed has no index: build it
+            tables = prepared.get("recurrency")
+            index = (RecurrencyIndex.from_tables(tables) if tables is not None
+                     else RecurrencyIndex.of_dataset(dataset))
         torch.manual_seed(config.seed)
         self.model = DkgrModel(config, self.num_entities, self.num_relations,
-                               prepared.get("static_graph") if config.static else None, self.device)
+                               prepared.get("static_graph") if config.static else None, self.device,
+                               history_index=index)
         self.model.to(self.device)
         self.forward_model: torch.nn.Module = self.model   # the trainable swaps in DDP(model)
         self.progress: ProgressFactory = silent  # kgsearch.train sets a console one
@@ -158,7 +179,11 @@ class DkgrRecipe:
                                           fused=self.device.type in ("cpu", "cuda"))
         self.bf16 = use_bf16(config.precision, self.device)
 
-        self._snapshots = {split: [(t, f.to(self.device)) for t, f in dataset.snapshots(split)]
+        # With the global-history head a snapshot's facts carry their time index as a 4th column: the
+        # training loss looks up each target's earlier answers (both_directions reads columns 0-2).
+        stamp = (lambda t, f: torch.cat([f, f.new_full((len(f), 1), t)], 1)) if config.global_history else (
+            lambda t, f: f)
+        self._snapshots = {split: [(t, stamp(t, f).to(self.device)) for t, f in dataset.snapshots(split)]
                            for split in ("train", "valid", "test")}
         # Timestamps with no earlier snapshot have nothing to reason from (RE-GCN skips them too).
         self.train_times = [(t, f) for t, f in self._snapshots["train"] if self.history.slots_before(t)]
@@ -273,6 +298,8 @@ class DkgrRecipe:
             for i in range(0, len(subj), B):
                 a, q, b, tt = subj[i:i + B], rels[i:i + B], obj[i:i + B], time[i:i + B]
                 scores = model.entity_scores(h, r, a, q, ent)
+                if model.global_head is not None:   # rank by the mixture with the copy distribution
+                    scores = model.global_head.log_probs(scores, a, q, tt)
                 rows, cols = ent_filter.lookup(entity_query_keys(a, q, tt, N, R))
                 raw, tf = raw_and_filtered_ranks(scores, b, rows, cols)
                 accs["raw"].add(raw)
@@ -297,24 +324,3 @@ class DkgrRecipe:
         if "optimizer" in state:
             # Adam's load keeps same-device tensors by reference: copy so two recipes never share moments.
             self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-
-
-def raw_and_filtered_ranks(scores: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor,
-                           cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(realistic_ranks(scores, targets), realistic_ranks(scores, targets, rows, cols)) in one pass.
-
-    kgsearch.evaluation.realistic_ranks makes two passes over [B, C] for the raw ranks and a copy plus
-    two more for the filtered ones. The filtered counts are the raw ones minus the filtered pairs'
-    own (FilterIndex pairs are distinct, so none is subtracted twice); the target itself is never
-    removed, as there. Ties: 1 + #greater + #equal / 2.
-    """
-    scores = scores.float()
-    target_scores = scores.gather(1, targets[:, None])
-    greater = (scores > target_scores).sum(1)
-    equal = (scores == target_scores).sum(1) - (target_scores == target_scores).long()[:, 0]  # own slot
-    raw = 1.0 + greater.double() + equal.double() / 2.0
-    pair_scores, pair_target = scores[rows, cols], target_scores[rows, 0]
-    other = cols != targets[rows]
-    greater = greater.index_add(0, rows, (pair_scores > pair_target).long(), alpha=-1)
-    equal = equal.index_add(0, rows, ((pair_scores == pair_target) & other).long(), alpha=-1)
-    return raw, 1.0 + greater.double() + equal.double() / 2.0

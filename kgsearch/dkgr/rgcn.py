@@ -2,11 +2,10 @@
 
 Two interchangeable layer implementations:
 
-* `ScatterRGCNLayer` (default) -- RE-GCN's "union" R-GCN instead of Eq. 3's per-relation weights W_r:
-  the message of an edge (j -r-> i) is one shared W_1 applied to (h_j + r), where r is the *evolving*
-  relation embedding from the GRU, summed with index_add and normalised by the in-degree of i (c_{i,r}
-  of Eq. 3); plus a self-loop W_2 h_i. Chosen because the evolving relations then shape the entity
-  update (as in RE-GCN), and because it is much the fastest layer (timings below).
+* `ScatterRGCNLayer` (default) -- RE-GCN's union form of Eq. 3: one W_1 for all relations instead of
+  W_r, edge (j -r-> i) sending W_1 (h_j + r) with r the GRU's evolving relation embedding, averaged over
+  i's in-degree, plus a self-loop W_2 h_i. Chosen so that the evolving relations shape the entity
+  update, and 14-500x faster than the per-relation PyG layers (timings below).
   As in RE-GCN, entities with no incoming edge in the snapshot use a separate self-loop weight, so an
   isolated entity still evolves (the paper: "even isolated entities ... self-loop").
 * `PygRGCNLayer` -- PyG's `RGCNConv` ("pyg") or `FastRGCNConv` ("pyg_fast"): per-relation weights
@@ -33,7 +32,7 @@ from kgsearch.dkgr.history import Snapshot
 
 
 class ScatterRGCNLayer(nn.Module):
-    """h_i' = act( sum_{(j,r)->i} W_1 (h_j + r) / in_deg(i) + W_2 h_i )   (Eq. 3, RE-GCN form)."""
+    """h_i' = act( sum_{(j,r)->i} W_1 (h_j + r) / in_deg(i) + W_2 h_i )   (RE-GCN's union form of Eq. 3)."""
 
     def __init__(self, dim: int, activation: bool, dropout: float):
         super().__init__()
@@ -100,7 +99,8 @@ class RGCN(nn.Module):
 
     The last layer has no activation. Eq. 3 (and RE-GCN's code, RReLU on every layer) activates all
     of them; doing so measured 0.9-1.2 points lower validation tf MRR over the first three ICEWS14
-    epochs (0.2622 / 0.3122 / 0.3345 vs 0.2738 / 0.3211 / 0.3438; docs/benchmarks_dkgr.md).
+    epochs (0.2622 / 0.3122 / 0.3345 vs 0.2738 / 0.3211 / 0.3438; docs/benchmarks_dkgr.md), in the
+    abandoned all-bf16 setup: not yet re-measured with the fp32 evolution.
     """
 
     def __init__(self, dim: int, num_layers: int, num_relations: int, dropout: float,
