@@ -4,6 +4,7 @@
     python -m kgsearch.train RUN.yaml --resume --out DIR    # continue from DIR/last.pt
     python -m kgsearch.train --eval DIR/best.pt             # test metrics of a saved checkpoint
     python -m kgsearch.train RUN.yaml --set params.lr=0.01  # any key of the run file, without copying it
+    python -m kgsearch.train best/config.yaml --threads 1 --set params.seed=1   # a sweep's seed-1 row, exactly
 
 RUN.yaml is `{model, dataset, data_root?, metric?, params}`; a sweep's exported best/config.yaml is one.
 """
@@ -93,7 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval", metavar="CHECKPOINT", help="evaluate a saved checkpoint on the test split")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                         help="override a key of the run file, e.g. params.lr=0.01 (repeatable)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads (default: torch's, one per core); a sweep's trials train with "
+                        "resources.cpus_per_worker threads, and the same count reproduces their numbers exactly")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads: expected a positive integer, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.eval:
         print(format_metrics(evaluate_checkpoint(args.eval, args.data_root, args.device)))
         return 0

@@ -31,6 +31,7 @@ num_samples: 4
 max_concurrent_trials: 1
 searcher: {type: random, seed: 0}
 scheduler: {type: fifo, max_t: 3}
+retrain: {top_k: 0}
 retries: 0
 fixed: {seed: 0, eval_every: 1, dim: 16, negatives: 8, diffusion_steps: 20, pretrain_dim: 8, pretrain_epochs: 1,
         dam_epochs: 5}

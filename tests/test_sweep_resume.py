@@ -22,6 +22,7 @@ num_samples: 3
 max_concurrent_trials: 1
 searcher: {type: tpe, seed: 0, n_startup_trials: 2}
 scheduler: {type: fifo, max_t: 8}
+retrain: {top_k: 0}          # the search's resume (tests/test_sweep_retrain.py resumes a re-training)
 resources: {workers: 1, cpus_per_worker: 1}
 fixed: {seed: 0, eval_every: 1, dim: 32, negatives: 16, diffusion_steps: 20, pretrain_dim: 16,
         pretrain_epochs: 2, dam_epochs: 20}

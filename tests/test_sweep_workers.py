@@ -18,6 +18,7 @@ num_samples: 1
 max_concurrent_trials: 1
 scheduler: {type: fifo, max_t: 2}
 resources: {workers: 2, cpus_per_worker: 1, max_failures: 0}
+retrain: {top_k: 0}
 fixed: {seed: 0, eval_every: 1, dim: 16, negatives: 16, diffusion_steps: 20, pretrain_dim: 16,
         pretrain_epochs: 2, dam_epochs: 20, lr: 0.005}
 """
@@ -32,10 +33,18 @@ def test_two_workers_report_the_single_process_metrics(ray_session, tmp_path):
     from kgsearch.sweep.run import run_sweep
     from kgsearch.run.metrics import evaluate_split
 
-    spec = parse_spec(SWEEP, source="two_workers.yaml", name="two_workers")
+    # ... and re-trained with seed 1 by a worker group too (its Train run under retrain/_train/)
+    sweep = SWEEP.replace("retrain: {top_k: 0}", "retrain: {top_k: 1, seeds: [1]}")
+    spec = parse_spec(sweep, source="two_workers.yaml", name="two_workers")
     outcome = run_sweep(spec, storage=str(tmp_path), say=lambda *_: None)
     (row,) = outcome.rows
     assert row.status == "completed", row.error
+    best = json.loads((outcome.experiment / "best" / "metrics.json").read_text())
+    (seed_row,) = best["per_seed"]
+    assert seed_row["run"] == "t001-s1" and seed_row["status"] == "completed" and best["seed"] == 1
+    assert load_checkpoint(outcome.experiment / "best" / "checkpoint.pt")["config"]["params"]["seed"] == 1
+    (train_run,) = [p for p in (outcome.experiment / "retrain" / "_train").iterdir() if p.is_dir()]
+    assert any(train_run.glob("checkpoint_*"))
     reports = [json.loads(line) for line in open(os.path.join(row.path, "result.json"))]
     assert [r["workers"] for r in reports] == [2, 2] and [r["epochs_done"] for r in reports] == [1, 2]
     assert (outcome.experiment / "_train" / row.trial_id).is_dir()  # the Train run is named after the trial

@@ -16,7 +16,8 @@ Modules, each one job, in the order data flows through them:
     faults      fault injection (a fit() hook) for the failure-handling tests
     progress    what a running sweep prints (Tune callbacks)
     results     Tune's results -> one row per trial, the best one, trials.csv
-    export      the best trial tested and written to best/
+    retrain     the top-k configurations re-trained at full length with seeds; best/ = the best mean
+    export      a checkpoint tested and written to best/ (the chosen seed run, or the best trial)
     report      the summary table, and where a finished sweep's time went
     storage     the experiment folder (local, shared or a bucket)
     stop        SIGTERM as a graceful stop

@@ -9,13 +9,16 @@
     python -m kgsearch.sweep dans_umls --set fixed.lr=0.01 --set max_concurrent_trials=4 --dry-run
     python -m kgsearch.sweep --list                    # the shipped sweeps
     python -m kgsearch.sweep dans_umls --searcher random --no-asha --time-budget 18   # a baseline search
+    python -m kgsearch.sweep dans_umls --no-retrain     # best/ = the best search trial (no top-k re-training)
     python -m kgsearch.sweep dans_fb15k237 --data-root DATASETS --storage s3://bucket/kgsearch
 
 With RAY_ADDRESS set (or inside `ray job submit`) it joins that cluster; otherwise it starts a local
 Ray sized to this machine (no GPU -> CPU trials; too few CPUs -> smaller trials). Results go to
 <storage>/<name>/ (default ./runs/<sweep name>; storage may be a path or an s3:// / gs:// URI):
-trials.csv, best/config.yaml (re-runnable with `python -m kgsearch.train`), best/checkpoint.pt,
-best/metrics.json, summary.txt, and TensorBoard event files (`tensorboard --logdir <storage>/<name>`).
+trials.csv, retrain/ (the top-k configurations re-trained at full length with each seed of `retrain:`),
+best/config.yaml (the best mean over the seeds, re-runnable with `python -m kgsearch.train`),
+best/checkpoint.pt, best/metrics.json (per-seed rows, mean and std of each metric), summary.txt, and
+TensorBoard event files (`tensorboard --logdir <storage>/<name>`).
 Bad input (sweep file, flags, data root, --resume target) exits with code 2 before anything starts;
 every problem of a sweep file is reported at once. SIGTERM (`ray job stop`) stops it like Ctrl-C: the
 state is saved, trials.csv and the summary are written, and it exits with 143 (Ctrl-C: 130).
@@ -86,6 +89,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-fast", action="store_true", help="stop the sweep at the first failed trial")
     parser.add_argument("--searcher", choices=("tpe", "random"), help="Optuna sampler (overrides searcher.type)")
     parser.add_argument("--no-asha", action="store_true", help="no early stopping: every trial runs max_t epochs")
+    parser.add_argument("--no-retrain", action="store_true",
+                        help="skip the re-training of the top-k configurations with seeds (retrain.top_k 0): "
+                        "best/ is the best search trial")
     parser.add_argument("--cpu", action="store_true", help="run trials on CPU even where the sweep asks for GPUs")
     parser.add_argument("--time-budget", type=_positive, metavar="MINUTES",
                         help="stop the search after this many minutes (running trials are stopped too)")
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_spec(args.sweep, smoke=args.smoke, num_samples=args.num_samples, max_epochs=args.max_epochs,
                      searcher=args.searcher, asha=False if args.no_asha else None,
                      max_concurrent_trials=args.max_concurrent, data_root=args.data_root, sets=sets,
-                     set_origins=origins)
+                     set_origins=origins, retrain=False if args.no_retrain else None)
     if args.dry_run:
         from kgsearch.sweep.plan import dry_run_text
         from kgsearch.sweep.run import experiment_store
@@ -128,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and any([args.max_epochs, args.searcher, args.no_asha, args.smoke,
                             args.max_concurrent, args.time_budget, args.set, args.track]):
         echo("note: --resume continues with the settings the sweep started with; flags other than "
-             "--num-samples are ignored")
+             "--num-samples and --no-retrain are ignored")
 
     from kgsearch.sweep.results import STATUS_FAILED
     from kgsearch.sweep.run import run_sweep
@@ -136,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run_sweep(spec, storage=args.storage, name=args.name, data_root=args.data_root,
                         resume=args.resume, fail_fast=args.fail_fast,
                         time_budget_s=args.time_budget * 60 if args.time_budget else None, cpu_only=args.cpu,
-                        resume_samples=args.num_samples if args.resume else None, resume_add=args.add_samples)
+                        resume_samples=args.num_samples if args.resume else None, resume_add=args.add_samples,
+                        retrain=not args.no_retrain)
     if outcome.terminated:
         return EXIT_SIGTERM  # stopped (ray job stop, kubectl delete): the summary says how to resume
     if args.fail_fast and any(r.status == STATUS_FAILED for r in outcome.rows):

@@ -324,12 +324,13 @@ def plot_seeds(data: SweepData, path: Path) -> Path | None:
             ax.annotate(f"{mean:.4f}\n± {std:.4f}", (i, mean), xytext=(-16, 0), textcoords="offset points",
                         va="center", ha="right", fontsize=9)
         ax.set_xticks(range(len(data.winners)))
-        ax.set_xticklabels([name for name, _ in data.winners])
+        ax.set_xticklabels([name + ("\n(chosen)" if i == 0 else "") for i, (name, _) in enumerate(data.winners)])
         ax.set_xlim(-0.75, len(data.winners) - 0.5)
         ax.set_title(key)
         ax.set_ylabel(key)
     n = max(len(rows) for _, rows in data.winners)
-    fig.suptitle(f"{data.name}: winners re-trained with {n} seeds (square: mean ± std, dots: seeds)", fontsize=13)
+    fig.suptitle(f"{data.name}: winners re-trained with {n} seeds (square: mean ± std, dots: seeds; "
+                 "red: chosen, best mean validation)", fontsize=13)
     fig.tight_layout()
     return _save(fig, path)
 

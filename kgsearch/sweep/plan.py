@@ -35,11 +35,20 @@ def cost_lines(spec: SweepSpec) -> list[str]:
         epochs = 1.5 * est
     else:
         epochs = fifo
+    r = spec.retrain
+    if r.on:
+        extra = r.runs() * s.max_t
+        lines.append(f"re-training: the top {r.top_k} configuration(s) x {len(r.seeds)} seed(s) "
+                     f"({', '.join(map(str, r.seeds))}) x {s.max_t} epochs = {extra} trial-epochs (full length, "
+                     "FIFO); best/ is the best mean validation")
+        epochs += extra
+    else:
+        lines.append("re-training: off (best/ is the best search trial, one seed)")
     per_trial = f"{res.workers} worker(s) x ({res.cpus_per_worker:g} CPU, {res.gpus_per_worker:g} GPU)"
     gpus = res.workers * res.gpus_per_worker
     cpus = res.workers * res.cpus_per_worker
     use = f"~{math.ceil(epochs * gpus)} GPU-epochs" if gpus else f"~{math.ceil(epochs * cpus)} CPU-epochs"
-    lines.append(f"per trial: {per_trial}; {spec.max_concurrent_trials} at a time; {use} "
+    lines.append(f"per trial: {per_trial}; {spec.max_concurrent_trials} at a time; {use} in all "
                  "(x seconds per epoch on the target hardware = the sweep's device time)")
     retries = "1 on a cluster, 0 on a local Ray" if spec.retries is None else spec.retries
     lines.append(f"retries of a failed trial: {retries}; checkpoints kept per trial: the newest + "

@@ -215,8 +215,9 @@ class ProvenanceWriter(Callback):
         target = f"{folder}/provenance.json"
         if fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound:
             return  # a resumed trial keeps the record of its first start
-        body = {"trial": trial_label(trial), "trial_id": trial.trial_id, "seed": trial.config.get("seed"),
-                "config": trial.config, "scheduled_at": time.time(), **self.provenance}
+        body = {"trial": trial_label(trial), "trial_id": trial.trial_id, "config": trial.config,
+                "scheduled_at": time.time(), **self.provenance,
+                "seed": trial.config.get("seed", self.provenance.get("seed"))}  # a re-training run's own seed
         fs.create_dir(folder, recursive=True)
         with fs.open_output_stream(target) as f:
             f.write(json.dumps(body, indent=2, default=str).encode())
@@ -226,8 +227,16 @@ def _key(trial) -> str:
     return str(getattr(trial, "trial_id", "") or trial_label(trial))
 
 
+# A re-training run's Tune config: {RETRAIN_KEY: the search trial whose configuration it trains, "seed": S}
+RETRAIN_KEY = "retrain_of"
+
+
 def trial_label(trial) -> str:
-    """t007 (the counter of the trial's creation; its folder is t007_<trial id>)."""
+    """t007 (the counter of the trial's creation; its folder is t007_<trial id>); a re-training run of
+    t007's configuration with seed 1: t007-s1 (kgsearch.sweep.retrain)."""
+    config = getattr(trial, "config", None) or {}
+    if RETRAIN_KEY in config:
+        return f"{config[RETRAIN_KEY]}-s{config.get('seed')}"
     return f"t{trial_counter(trial):03d}"
 
 

@@ -89,6 +89,8 @@ def analyse(exp: Path, metric: str | None = None, reach: float | None = None) ->
            "setup_s_max": max(setups) if setups else math.nan,
            "actor_start_s_mean": sum(starts) / len(starts) if starts else math.nan}
     out["overhead_share"] = 1 - out["busy_share"]
+    if "retrain_started_at" in timing and "retrain_finished_at" in timing:  # kgsearch.sweep.retrain
+        out["retrain_s"] = timing["retrain_finished_at"] - timing["retrain_started_at"]
     out["best_" + metric] = max((max((r.get(metric, -math.inf) for r in read_results(f)), default=-math.inf)
                                  for f in exp.glob("t[0-9]*_*")), default=math.nan)
     if reach is not None:
@@ -232,6 +234,17 @@ def _html_table(data) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _candidate_line(w: dict, metric: str) -> str:
+    """One re-trained candidate of best/metrics.json's `winners`: its means over the seeds."""
+    test = "test_" + metric.removeprefix("val_")
+    shown = [f"{k} {fmt(float(w[k + '_mean']))} ± {fmt(float(w.get(k + '_std', math.nan)))}"
+             for k in (metric, test) if isinstance(w.get(k + "_mean"), (int, float))]
+    search = w.get("search_best")
+    return (f"re-trained {w.get('trial', '?')}{' (chosen)' if w.get('chosen') else ''}: " + ", ".join(shown or ["-"])
+            + f" over {len(w.get('seeds') or [])} seed(s)" + (f"; in the search {fmt(float(search))}"
+                                                               if isinstance(search, (int, float)) else ""))
+
+
 def render_html(exp: Path, data, figures: list[Path], notes: list[str]) -> str:
     best = data.best_trial()
     lines = [f"{len(data.trials)} trials, metric {data.metric} ({data.mode})"]
@@ -240,9 +253,18 @@ def render_html(exp: Path, data, figures: list[Path], notes: list[str]) -> str:
     metrics_path = Path(exp) / "best" / "metrics.json"
     if metrics_path.exists():
         m = json.loads(metrics_path.read_text())
-        test = {k: v for k, v in {**m, **(m.get("test") or {})}.items()
-                if k.startswith("test_") and not k.endswith("_count") and isinstance(v, (int, float))}
-        lines.append("exported best/: " + ", ".join(f"{k} {fmt(float(v))}" for k, v in sorted(test.items())))
+        means = {k[:-len("_mean")]: v for k, v in m.items() if k.startswith("test_") and k.endswith("_mean")
+                 and not k.endswith("_count_mean") and isinstance(v, (int, float))}
+        if means:  # re-trained with seeds (kgsearch.sweep.retrain)
+            seeds = ", ".join(str(s) for s in m.get("seeds", []))
+            lines.append(f"best/: {m.get('trial', '?')} re-trained with seeds {seeds}, mean ± std: " + ", ".join(
+                f"{k} {fmt(float(v))} ± {fmt(float(m.get(k + '_std', math.nan)))}"
+                for k, v in sorted(means.items(), key=lambda kv: (kv[0] != m.get("test_key"), kv[0]))))
+            lines += [_candidate_line(w, data.metric) for w in m.get("winners") or [] if isinstance(w, dict)]
+        else:
+            test = {k: v for k, v in {**m, **(m.get("test") or {})}.items()
+                    if k.startswith("test_") and not k.endswith("_count") and isinstance(v, (int, float))}
+            lines.append("exported best/: " + ", ".join(f"{k} {fmt(float(v))}" for k, v in sorted(test.items())))
     if data.start_from:
         lines.append(f"warm start: {data.warm_start} has the searched values of {data.start_from}")
     try:

@@ -1,5 +1,6 @@
-"""Running one sweep end to end: validate input, prepare the data once, start Ray, run the Tuner, and
-finish with trials.csv, the best trial exported and tested, and a summary.
+"""Running one sweep end to end: validate input, prepare the data once, start Ray, run the Tuner (the search),
+re-train its top-k configurations with several seeds (kgsearch.sweep.retrain), and finish with trials.csv,
+the best configuration exported and tested, and a summary.
 
 Layout of an experiment folder (`<storage>/<name>/`, a local/shared path or a bucket URI):
 
@@ -9,9 +10,14 @@ Layout of an experiment folder (`<storage>/<name>/`, a local/shared path or a bu
                             provenance.json (seed, versions, git commit), checkpoint_*/ (direct trials)
     _train/<id>/            worker-group trials' Ray Train runs (their checkpoints)
     trials.csv              one row per trial: searched values, best validation metric, epochs, status
-    best/config.yaml        run file of the best trial (`python -m kgsearch.train best/config.yaml`)
-    best/checkpoint.pt      its best-validation weights (`python -m kgsearch.train --eval ...`)
-    best/metrics.json       its validation and test metrics
+    retrain/                the re-training (a second Tune experiment): candidates.json (the top-k configurations,
+                            seeds, epochs), t003-s1_<id>/ one run per configuration and seed, _train/
+    best/config.yaml        run file of the best configuration (best mean validation over the seeds), with the
+                            seed whose validation was best (`python -m kgsearch.train best/config.yaml`,
+                            `--set params.seed=S` for another seed's row); retrain.top_k 0: the best search trial
+    best/checkpoint.pt      that seed's best-validation weights (`python -m kgsearch.train --eval ...`)
+    best/metrics.json       per-seed rows (seed, val, test, best_epoch, trial path), <metric>_mean / _std for every
+                            validation and test metric, seeds, and every candidate's means (`winners`)
     summary.txt             the table printed at the end
     report.html, report/    the figures, and one page embedding them (`python -m kgsearch.sweep.report`)
     timing.json             where the wall time went (`python -m kgsearch.sweep.report <folder>`)
@@ -35,11 +41,13 @@ from kgsearch.sweep.ray_env import (adapt_resources, allocator_env, in_ray_job, 
 from kgsearch.sweep.report import report_line, summary_table
 from kgsearch.sweep.restore import (SPEC_FILE, SPEC_FORMAT, TRAIN_RUNS, grown_samples, plan, rerun_candidates,
                                     unfinished_trials)
-from kgsearch.sweep.results import STATUS_UNFINISHED, best_row, collect_trials, trials_csv
+from kgsearch.sweep.results import STATUS_FAILED, STATUS_UNFINISHED, best_row, collect_trials, trials_csv
+from kgsearch.sweep.retrain import replay_threads, retrain_lines, run_retrain
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.stop import sigterm_stops_the_sweep
 from kgsearch.sweep.storage import ExperimentStore
 from kgsearch.sweep.tuner import build_tuner, make_trainable
+from kgsearch.run.metrics import metric_key
 from kgsearch.yamlio import yaml_text
 
 
@@ -52,6 +60,7 @@ class SweepOutcome:
     wall_s: float
     interrupted: bool = False  # trials left unfinished (Ctrl-C, SIGTERM): --resume continues them
     terminated: bool = False  # the sweep stopped on SIGTERM
+    retrained: object = None  # kgsearch.sweep.retrain.Retrained, when the top-k were re-trained
 
 
 def prepare_data(spec: SweepSpec, data_root: str | None, say):
@@ -98,12 +107,13 @@ def check_data_root(data_root: str | None) -> None:
 def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None = None,
               data_root: str | None = None, resume: bool | str = False, fail_fast: bool = False,
               time_budget_s: float | None = None, cpu_only: bool = False, resume_samples: int | None = None,
-              resume_add: bool = False, say=echo) -> SweepOutcome:
+              resume_add: bool = False, retrain: bool = True, say=echo) -> SweepOutcome:
     """Run (or resume) one sweep end to end; see the module docstring for what it writes.
 
     `resume`: False (start; refused where a sweep already ran), True (continue one), or "auto"
     (continue one if there is one, else start). A resumed sweep grows to `resume_samples` trials
     (`--resume --num-samples N`), or by that many with `resume_add` (`--num-samples +N`), finished or not.
+    `retrain=False` (--no-retrain, also on a resume): no top-k re-training; best/ is the best search trial.
     """
     import yaml
     from ray import tune
@@ -123,6 +133,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         spec = SweepSpec.model_validate(stored["spec"])
         planned, grown = grown_samples(stored, resume_samples, resume_add)
         spec = spec.model_copy(update={"num_samples": grown})
+        if not retrain:
+            spec = spec.model_copy(update={"retrain": spec.retrain.model_copy(update={"top_k": 0})})
         data_root = data_root or stored.get("data_root")
         say(f"resuming sweep {spec.name} in {exp} (settings from its {SPEC_FILE})")
     data_root = data_root or spec.data_root
@@ -166,6 +178,9 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         f"{spec.searcher.type} + {spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
         f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'}, "
         f"{spec.retries} retr{'y' if spec.retries == 1 else 'ies'} [{mode} Ray] -> {exp}")
+    if spec.retrain.on:
+        say(f"then the top {spec.retrain.top_k} configuration(s) re-trained for {spec.scheduler.max_t} epochs with "
+            f"seeds {', '.join(map(str, spec.retrain.seeds))}: best/ is the best mean {spec.metric}")
     if not resuming:
         from kgsearch.sweep.plan import start_lines
 
@@ -183,7 +198,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
             say("SIGTERM: trials stopped and Tune's state saved; writing the results so far")
         timing["tune_finished_at"] = time.time()
         timing["max_concurrent_trials"] = spec.max_concurrent_trials
-        outcome = finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing)
+        outcome = finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing,
+                         ctx=ctx, provenance=prov, stop=stop, fail_fast=fail_fast)
     outcome.terminated = stop.received
     return outcome
 
@@ -214,25 +230,56 @@ def extend_on_resume(store: ExperimentStore, stored: dict, planned: int, grown: 
 
 
 def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset, prepared, data_root, started,
-           say, timing: dict | None = None) -> SweepOutcome:
-    """Write trials.csv, evaluate the best trial's best checkpoint on test, export best/, print a summary."""
+           say, timing: dict | None = None, ctx=None, provenance: dict | None = None, stop=None,
+           fail_fast: bool = False) -> SweepOutcome:
+    """Write trials.csv; re-train the top-k with seeds (a search that ran to its end, or to its time budget,
+    `ctx` given; not after a --fail-fast stop) and export the best mean to best/, else the best trial's best
+    checkpoint; test it; print a summary."""
     searched = spec.searched
     rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store),
                           train_runs=None if spec.resources.direct else f"{store.path}/{TRAIN_RUNS}",
                           failures=all_recorded(store.join(TRAIN_RUNS)))
     store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))
     best = best_row(rows, spec.mode)
-    best_info = None
-    if best is not None:
+    unfinished = sum(r.status == STATUS_UNFINISHED for r in rows)
+    retrained = None
+    signalled = bool(stop and stop.received)  # SIGTERM during the search, or between it and the re-training
+    stopped = signalled or (fail_fast and any(r.status == STATUS_FAILED for r in rows))
+    if spec.retrain.on and ctx is not None and not unfinished and not stopped:
+        if timing is not None:
+            timing["retrain_started_at"] = time.time()
+        retrained = run_retrain(spec, store, rows, ctx, provenance or {}, recipe_cls, dataset, prepared, data_root, say)
+        if timing is not None:
+            timing["retrain_finished_at"] = time.time()
+    best_info = retrained.metrics if retrained is not None else None
+    if best_info is None and best is not None:  # no re-training, or it was interrupted or failed throughout
         best_info = export_best(spec, store, best, recipe_cls, dataset, prepared, data_root)
     exp = store.local or store.uri  # what the user types: a plain path when it is on this machine
     wall = time.time() - started
     table = summary_table(rows, spec.metric, searched)
-    unfinished = sum(r.status == STATUS_UNFINISHED for r in rows)
+    skipped = spec.retrain.on and ctx is not None and signalled and not unfinished and retrained is None
+    interrupted = bool(unfinished) or bool(retrained and retrained.interrupted) or skipped
     how = f"interrupted after {wall / 60:.1f} min ({unfinished} trial(s) unfinished; continue with --resume)" \
-        if unfinished else f"finished in {wall / 60:.1f} min"
+        if unfinished else f"interrupted after {wall / 60:.1f} min" if interrupted \
+        else f"finished in {wall / 60:.1f} min"
     lines = [f"sweep {spec.name} {how} -> {exp}", table]
-    if best_info:
+    test_key = metric_key("test", spec.metric)
+    if retrained is not None:
+        lines += retrain_lines(retrained, spec.metric, test_key)
+    elif skipped:
+        lines.append("re-training not started (stopped): --resume runs it; best/ holds the best search trial")
+    if retrained is not None and retrained.metrics:
+        m = retrained.metrics
+        lines += [f"best configuration {m['trial']} (mean over {len(m['seeds'])} seed(s)): {spec.metric} "
+                  f"{m[spec.metric + '_mean']:.4f} ± {m[spec.metric + '_std']:.4f}, test {test_key} "
+                  f"{m[test_key + '_mean']:.4f} ± {m[test_key + '_std']:.4f}; best/ holds seed {m['seed']} "
+                  "(its best validation)",
+                  f"  replay:      python -m kgsearch.train {exp}/best/config.yaml --threads {replay_threads(spec)}"
+                  "   (--set params.seed=S: seed S's row of best/metrics.json)",
+                  f"  tensorboard: tensorboard --logdir {exp}"]
+    elif best_info:
+        if retrained is not None and not retrained.interrupted:
+            lines.append("no re-trained run finished; best/ is the best search trial")
         lines += [f"best trial {best.trial}: {spec.metric} {best.best:.4f} (epoch {best.best_epoch}/"
                   f"{best.epochs}), test {best_info['test_key']} {best_info['test'][best_info['test_key']]:.4f}",
                   f"  replay:      python -m kgsearch.train {exp}/best/config.yaml",
@@ -248,4 +295,4 @@ def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset
     if store.local is not None:  # a bucket's experiment: copy it down and run kgsearch.sweep.report
         say(report_line(store.local))
     return SweepOutcome(experiment=store.local or exp, rows=rows, best=best_info, wall_s=wall,
-                        interrupted=bool(unfinished))
+                        interrupted=interrupted, retrained=retrained)

@@ -160,12 +160,31 @@ class TrackingSpec(_Strict):
     wandb: WandbSpec | None = None
 
 
+class RetrainSpec(_Strict):
+    """The sweep's last stage (kgsearch.sweep.retrain): its `top_k` best distinct configurations re-trained at
+    full length (the epochs the config states, FIFO) with each of `seeds`; best/ is the best mean."""
+
+    top_k: int = Field(3, ge=0)  # 0: off (best/ is the single best search trial)
+    seeds: list[Annotated[StrictInt, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+    @property
+    def on(self) -> bool:
+        return self.top_k > 0
+
+    def runs(self) -> int:
+        return self.top_k * len(self.seeds)
+
+
+SMOKE_RETRAIN = RetrainSpec(top_k=1, seeds=[0, 1])  # --smoke's default: seconds, and still a mean of two
+
+
 class SmokeSpec(_Strict):
     num_samples: int = Field(2, ge=1)
     max_t: int = Field(2, ge=1)
     grace_period: int | None = Field(None, ge=1)  # default: eval_every
     max_concurrent_trials: int | None = Field(None, ge=1)
     fixed: dict[str, Any] = Field(default_factory=dict)  # param overrides; pins searched params too
+    retrain: RetrainSpec = Field(default_factory=lambda: SMOKE_RETRAIN)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,6 +219,7 @@ class SweepFile(_Strict):
     # configs/<sweep name>.yaml when it exists for the same model and dataset; null or "none": no warm start;
     # an earlier sweep's experiment folder (or its optuna_journal.log): that study's best COMPLETE trial.
     start_from: str | None = "auto"
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)  # the top-k re-trained with seeds at the end
     fixed: dict[str, Any] = Field(default_factory=dict)
     space: dict[str, Param] = Field(default_factory=dict)
     smoke: SmokeSpec | None = None
@@ -209,6 +229,7 @@ SECTIONS: dict[tuple, type[BaseModel]] = {
     (): SweepFile, ("searcher",): SearcherSpec, ("scheduler",): SchedulerSpec,
     ("resources",): ResourcesSpec, ("smoke",): SmokeSpec, ("checkpoints",): CheckpointSpec,
     ("tracking",): TrackingSpec, ("tracking", "mlflow"): MlflowSpec, ("tracking", "wandb"): WandbSpec,
+    ("retrain",): RetrainSpec, ("smoke", "retrain"): RetrainSpec,
 }
 
 
@@ -237,6 +258,8 @@ class SweepSpec(_Strict):
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
     start_from: str | None = None  # the run file (or earlier study's journal) the first trial comes from; None: none
     start_values: dict[str, Any] = Field(default_factory=dict)  # its values of the searched (active) params
+    # A spec stored before the re-training existed reads as the default (3 x 3).
+    retrain: RetrainSpec = Field(default_factory=RetrainSpec)
 
     @property
     def searched(self) -> tuple[str, ...]:

@@ -8,7 +8,7 @@ import os
 from kgsearch.errors import KGSearchError
 from kgsearch.sweep.checkpoints import keep_config
 from kgsearch.sweep.failures import FailureRecorder
-from kgsearch.sweep.progress import ProgressPrinter, ProvenanceWriter, trial_dirname
+from kgsearch.sweep.progress import RETRAIN_KEY, ProgressPrinter, ProvenanceWriter, trial_dirname
 from kgsearch.sweep.ray_env import driver_resources
 from kgsearch.sweep.restore import TRAIN_RUNS
 from kgsearch.sweep.searcher import make_search_alg
@@ -39,11 +39,23 @@ def trainable_module(model: str):
         raise
 
 
-def make_trainable(spec: SweepSpec, ctx):
+def retrain_driver_fn(config: dict, context, model: str, configs: dict[str, dict]) -> None:
+    """The re-training's Tune function trial: the search trial's config `configs[label]` with the run's seed."""
+    params = {**configs[config[RETRAIN_KEY]], "seed": int(config["seed"])}
+    trainable_module(model).train_driver_fn(params, context=context)
+
+
+def make_trainable(spec: SweepSpec, ctx, retrain: dict[str, dict] | None = None):
+    """The model's `train_driver_fn` with the sweep's context and resources. `retrain` ({search trial: its
+    config}): the re-training's trainable instead, whose Tune config names a trial and a seed
+    (kgsearch.sweep.retrain), with the same resources."""
     from ray import tune
 
     module = trainable_module(spec.model)
-    fn = tune.with_parameters(module.train_driver_fn, context=ctx)
+    if retrain is None:
+        fn = tune.with_parameters(module.train_driver_fn, context=ctx)
+    else:
+        fn = tune.with_parameters(retrain_driver_fn, context=ctx, model=spec.model, configs=retrain)
     res = spec.resources
     if res.direct:
         request = {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker}

@@ -5,7 +5,8 @@ reason; all the mistakes of a file are reported together, in one `KGSearchError`
 shape (kgsearch.sweep.spec); the checks here check meaning against the facts the recipe declares (data
 kind, metrics, config fields, the fields `prepare()` reads): nothing here names a model. Keys left out
 get the defaults documented in kgsearch.sweep.spec (the recipe's metric, TPE, ASHA over the config's
-epochs, one CPU per trial, 20 trials, the first trial from configs/<name>.yaml: kgsearch.sweep.warmstart).
+epochs, one CPU per trial, 20 trials, the first trial from configs/<name>.yaml: kgsearch.sweep.warmstart,
+the 3 best configurations re-trained with seeds 0, 1, 2 at the end: kgsearch.sweep.retrain).
 """
 
 from __future__ import annotations
@@ -112,12 +113,13 @@ def load_spec(name_or_path: str | os.PathLike, *, cwd: Path | None = None, **ove
 def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke: bool = False,
                num_samples: int | None = None, max_epochs: int | None = None, searcher: str | None = None,
                asha: bool | None = None, max_concurrent_trials: int | None = None,
-               data_root: str | None = None, sets: Sequence[str] = (), set_origins: Sequence[str] | None = None
-               ) -> SweepSpec:
+               data_root: str | None = None, sets: Sequence[str] = (), set_origins: Sequence[str] | None = None,
+               retrain: bool | None = None) -> SweepSpec:
     """Validate a sweep file's text and apply `sets` (--set KEY=VALUE), --smoke and the command-line flags.
 
     Every problem is reported at once (KGSearchError, one line each). `data_root` (--data-root) is
     where a dataset name that is not a known benchmark is looked up, before the file's own `data_root`.
+    `retrain=False` (--no-retrain) turns the top-k re-training off.
     """
     doc = apply_overrides(parse_yaml(text, source, what="sweep settings"), list(sets),
                           list(set_origins) if set_origins else None)
@@ -203,6 +205,7 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
         problems.add(doc.error(("resources", "gpus_per_worker"),
                                f"fractional GPUs ({res.gpus_per_worker}) only for one-worker trials "
                                f"(workers is {res.workers}); NCCL needs a whole GPU per worker"))
+    retrain_spec = _retrain(parsed, smoke, retrain, space, config_cls, doc, problems)
     for key in missing_trackers(parsed.tracking):
         problems.add(doc.error(("tracking", key), f"the {key} package is not installed here (kgsearch does not "
                                                   f"depend on it): pip install {key}, or remove tracking.{key}"))
@@ -214,7 +217,8 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
         searcher=parsed.searcher.model_copy(update={"type": searcher or parsed.searcher.type}),
         scheduler=parsed.scheduler.model_copy(update=sched), resources=res, storage=parsed.storage,
         fixed=fixed, space=space, description=parsed.description, smoke=smoke, retries=parsed.retries,
-        checkpoints=parsed.checkpoints, tracking=parsed.tracking, start_from=start_from, start_values=start_values)
+        checkpoints=parsed.checkpoints, tracking=parsed.tracking, start_from=start_from, start_values=start_values,
+        retrain=retrain_spec)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -236,6 +240,26 @@ def _check_dataset(parsed: SweepFile, recipe_cls: type, doc: YamlDoc, data_root:
     except KGSearchError:
         raise doc.error(("dataset",), f"unknown dataset {name!r} (known: {', '.join(KNOWN)}; or a folder "
                                       "path, or a folder under data_root / $KGSEARCH_DATA_ROOT)") from None
+
+
+def _retrain(parsed: SweepFile, smoke: bool, retrain: bool | None, space: dict, config_cls: type, doc: YamlDoc,
+             problems: Problems):
+    """The re-training block that applies (`smoke.retrain` under --smoke), checked for meaning."""
+    section = ("smoke", "retrain") if smoke and parsed.smoke is not None else ("retrain",)
+    spec = parsed.smoke.retrain if section[0] == "smoke" else parsed.retrain
+    if retrain is False:
+        return spec.model_copy(update={"top_k": 0})
+    if not spec.on:
+        return spec
+    repeated = sorted({s for s in spec.seeds if spec.seeds.count(s) > 1})
+    if repeated:
+        problems.add(doc.error(section + ("seeds",), f"seeds must be distinct; {repeated} repeated"))
+    if "seed" not in field_names(config_cls):
+        problems.add(doc.error(section, "this model's config has no `seed` field to re-train with; set top_k: 0"))
+    elif "seed" in space:
+        problems.add(doc.error(("space", "seed"), "the re-training sets each run's seed, so `seed` cannot be "
+                                                  f"searched too; fix it in `fixed`, or set {'.'.join(section)}.top_k: 0"))
+    return spec
 
 
 def _unknown_param(path: tuple, key: str, config_cls: type, doc: YamlDoc) -> KGSearchError:
