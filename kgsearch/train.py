@@ -3,6 +3,7 @@
     python -m kgsearch.train RUN.yaml [--out DIR] [--data-root DIR] [--device auto|cpu|cuda]
     python -m kgsearch.train RUN.yaml --resume --out DIR    # continue from DIR/last.pt
     python -m kgsearch.train --eval DIR/best.pt             # test metrics of a saved checkpoint
+    python -m kgsearch.train --eval DIR/best.pt --set params.eval_history=multi_step   # changed settings
     python -m kgsearch.train RUN.yaml --set params.lr=0.01  # any key of the run file, without copying it
     python -m kgsearch.train best/config.yaml --threads 1 --set params.seed=1   # a sweep's seed-1 row, exactly
 
@@ -22,7 +23,7 @@ from kgsearch.run.checkpoint import load_checkpoint, restore_run, save_run
 from kgsearch.run.loop import FitHooks, FitState, fit
 from kgsearch.run.metrics import evaluate_split
 from kgsearch.run.runfile import RunFile, build
-from kgsearch.yamlio import read_yaml
+from kgsearch.yamlio import YamlDoc, read_yaml
 
 
 class SaveCheckpoints(FitHooks):
@@ -68,10 +69,15 @@ def run_training(run: RunFile, source: str, out: Path | None, data_root: str | N
     return result
 
 
-def evaluate_checkpoint(path: str, data_root: str | None = None, device: str = "auto") -> dict:
-    """Test metrics of the weights saved in a checkpoint (data and preparation rebuilt from its run file)."""
+def evaluate_checkpoint(path: str, data_root: str | None = None, device: str = "auto",
+                        overrides: list[str] = ()) -> dict:
+    """Test metrics of the weights saved in a checkpoint (data and preparation rebuilt from its run file,
+    with `overrides` -- `--set` items -- applied to it: evaluation settings such as params.eval_history;
+    one that changes the model's shape fails when the weights are loaded)."""
     blob = load_checkpoint(path)
-    run = RunFile.from_dict(blob["config"], source=f"{path} (its run file)")
+    source = f"{path} (its run file)"
+    doc = apply_overrides(YamlDoc(blob["config"], "", source), list(overrides))
+    run = RunFile.from_dict(doc.data, source=source, doc=doc)
     _, _, recipe = build(run, path, data_root, device, progress=console)
     restore_run(blob, recipe)
     return evaluate_split(recipe, "test")
@@ -93,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--eval", metavar="CHECKPOINT", help="evaluate a saved checkpoint on the test split")
     parser.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a key of the run file, e.g. params.lr=0.01 (repeatable)")
+                        help="override a key of the run file, e.g. params.lr=0.01 (repeatable; with --eval: "
+                        "of the checkpoint's run file, e.g. params.eval_history=multi_step)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="torch CPU threads (default: torch's, one per core); a sweep's trials train with "
                         "resources.cpus_per_worker threads, and the same count reproduces their numbers exactly")
@@ -105,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     if args.eval:
-        print(format_metrics(evaluate_checkpoint(args.eval, args.data_root, args.device)))
+        print(format_metrics(evaluate_checkpoint(args.eval, args.data_root, args.device, args.set)))
         return 0
     if not args.run:
         parser.error("a run file is required (or --eval CHECKPOINT)")

@@ -5,8 +5,10 @@ of a query (s, r, ?, t) becomes the mixture
 
 where p_copy is a softmax restricted to H(s, r, t), the entities that were an answer of (s, r) at any
 time index < t (kgsearch.dkgr.recurrency: ground truth of every earlier day, valid/test days included
-when a valid/test day is predicted, strictly earlier training days for a training target). Outside
-H, p_copy is exactly 0; a query with an empty H keeps p_dec alone (the copy distribution is undefined).
+when a valid/test day is predicted, strictly earlier training days for a training target; with
+`eval_history: multi_step` the evaluated split's earlier days are the model's predicted facts instead,
+kgsearch/dkgr/multistep.py). Outside H, p_copy is exactly 0; a query with an empty H keeps p_dec alone
+(the copy distribution is undefined).
 Training minimises the NLL of the mixture, -log p(target).
 
 The copy score is linear in three features of each candidate o in H:
@@ -54,8 +56,10 @@ class GlobalHistoryHead(nn.Module):
             return math.log(self.alpha), math.log1p(-self.alpha)
         return nn.functional.logsigmoid(self.alpha_logit), nn.functional.logsigmoid(-self.alpha_logit)
 
-    def history(self, anchor: torch.Tensor, rel: torch.Tensor, time: torch.Tensor) -> HistoryPairs:
-        return self.index.lookup(anchor, rel, time)
+    def history(self, anchor: torch.Tensor, rel: torch.Tensor, time: torch.Tensor, index=None) -> HistoryPairs:
+        """Earlier answers from `index` (anything with RecurrencyIndex's `lookup`; default: the head's own,
+        the ground truth of every earlier day; multi-step evaluation passes kgsearch.dkgr.multistep's)."""
+        return (self.index if index is None else index).lookup(anchor, rel, time)
 
     def copy_log_probs(self, logits: torch.Tensor, pairs: HistoryPairs, time: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,9 +81,9 @@ class GlobalHistoryHead(nn.Module):
         return out
 
     def log_probs(self, logits: torch.Tensor, anchor: torch.Tensor, rel: torch.Tensor,
-                  time: torch.Tensor) -> torch.Tensor:
+                  time: torch.Tensor, index=None) -> torch.Tensor:
         """[B, N] log of the mixture (rows without history: log p_dec + a constant, same ranking)."""
-        pairs = self.history(anchor, rel, time)
+        pairs = self.history(anchor, rel, time, index)
         log_copy, _ = self.copy_log_probs(logits, pairs, time)
         log_a, log_1a = self.log_alphas()
         with torch.autocast(logits.device.type, enabled=False):

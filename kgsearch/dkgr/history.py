@@ -155,3 +155,12 @@ class SnapshotHistory:
 
     def steps_for(self, time_index: int) -> list[Snapshot]:
         return [self.snapshot(s) for s in self.slots_before(time_index)]
+
+
+def snapshot_of(facts: torch.Tensor, num_entities: int, num_relations: int,
+                device: torch.device | str = "cpu") -> Snapshot:
+    """One snapshot of the facts [k >= 1, 3], built as `build_history` builds each slot (multi-step
+    evaluation: a day's predicted facts). The same facts in the same order give the same tensors."""
+    facts = facts[:, :3].long().cpu()
+    quads = torch.cat([facts, torch.zeros(len(facts), 1, dtype=torch.long)], dim=1)
+    return SnapshotHistory(build_history(quads, num_entities, num_relations, 1), 1, device).snapshot(0)

@@ -9,24 +9,28 @@ CPU time); the paper's "batch size = 64" has no counterpart in this snapshot-wis
 subset of the timestamps each epoch. Measured effects: docs/benchmarks_dkgr.md, "Speed".
 
 Evaluation (extrapolation protocol): for every timestamp of the split, the history is the m latest
-earlier snapshots with their ground truth; entity queries in both directions (head queries as
+earlier snapshots with their ground truth (`eval_history: ground_truth`, single-step), or, with
+`multi_step`, with the split's own earlier days replaced by the model's predictions for them
+(kgsearch/dkgr/multistep.py); entity queries in both directions (head queries as
 (o, r + R, ?)) give raw and time-aware filtered ranks, relation queries (s, ?, o) and (o, ?, s) over
 all 2R relations give time-aware filtered ("rel") and raw ("rel_raw") ranks. With `global_history`
 the entity ranks are those of the mixture with the copy distribution (kgsearch/dkgr/global_history.py),
-whose earlier answers are ground truth of every day before the predicted one (single-step).
+whose earlier answers are ground truth of every day before the predicted one (single-step; in
+multi-step mode the split's earlier days are predicted facts there too).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Iterator, Literal
 
 import torch
 
 from kgsearch.cache import cached
 from kgsearch.dkgr.history import SnapshotHistory, all_quadruples, build_history, facts_digest
 from kgsearch.dkgr.model import DkgrModel
+from kgsearch.dkgr.multistep import MultiStepHistory
 from kgsearch.dkgr.recurrency import RecurrencyIndex
 from kgsearch.dkgr.static_graph import build_static_graph
 from kgsearch.errors import KGSearchError
@@ -90,11 +94,24 @@ class DkgrConfig:
     epochs: int = 30                     # training epochs (the paper's 500 with early stopping)
     eval_every: int = 1                  # validate every k epochs
     eval_batch_size: int = 1024          # queries scored at once in evaluation (memory = B x N)
+    # --- evaluation history (valid and test; training is unaffected; kgsearch/dkgr/multistep.py) ---
+    eval_history: Literal["ground_truth", "multi_step"] = "ground_truth"   # ground_truth: a day sees the
+                                         # true facts of the m snapshots before it (single-step, RE-GCN's and
+                                         # TiRGN's default); multi_step: the split's own earlier days are the
+                                         # model's predictions (earlier splits stay ground truth, as RE-GCN's)
+    multi_step_topk: int = 1             # multi_step: entities per query forming a predicted day (RE-GCN's
+                                         # --topk, default 10 there); 0 feeds nothing back (RE-GCN README's
+                                         # --topk 0: the history stays the last m days before the split)
     seed: int = 0                        # seeds parameters, dropout and the timestamp order
 
     def validate(self) -> None:
         positive = ("dim", "history_len", "rgcn_layers", "gat_layers", "decoder_channels", "kernel_size",
                     "num_bases", "timestamps_per_step", "epochs", "eval_every", "eval_batch_size")
+        if self.eval_history not in ("ground_truth", "multi_step"):
+            raise ValueError(f"key 'eval_history' must be 'ground_truth' or 'multi_step', "
+                             f"got {self.eval_history!r}")
+        if self.multi_step_topk < 0:
+            raise ValueError(f"key 'multi_step_topk' must be >= 0, got {self.multi_step_topk}")
         if self.timestamps_per_epoch < 0:
             raise ValueError(f"key 'timestamps_per_epoch' must be >= 0, got {self.timestamps_per_epoch}")
         for name in positive:
@@ -275,45 +292,67 @@ class DkgrRecipe:
 
     @torch.no_grad()
     def evaluate(self, split: str) -> dict[str, RankAccumulator]:
-        """This rank's timestamps (round-robin) of `split`: {"raw", "tf", "rel", "rel_raw"} ranks.
+        """This rank's timestamps (round-robin) of `split`: {"raw", "tf", "rel", "rel_raw"} ranks."""
+        accs = {k: RankAccumulator() for k in ("raw", "tf", "rel", "rel_raw")}
+        for _, ranks in self.day_ranks(split):
+            for group, r in ranks.items():
+                accs[group].add(r)
+        return accs
 
-        Each day's history is evolved once and all its queries are scored from that state.
-        """
+    @torch.no_grad()
+    def day_ranks(self, split: str) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+        """(time index, {"raw", "tf", "rel", "rel_raw": ranks}) per batch of queries of this rank's days
+        of `split`, in time order. Each day's history is evolved once and all its queries are scored
+        from that state; `eval_history` says what that history is (module docstring)."""
         if split not in self._snapshots:
             raise KGSearchError(f"unknown split {split!r} (expected train, valid or test)")
         ent_filter, rel_filter = self._filters()
         N, R, B = self.num_entities, self.num_relations, self.config.eval_batch_size
         model = self.model
         model.eval()
-        accs = {k: RankAccumulator() for k in ("raw", "tf", "rel", "rel_raw")}
+        head = model.global_head
         e_static = model.static_embedding() if model.static else None
-        days = self._snapshots[split][self.rank::self.world_size]
-        bar = self.progress(f"{split} evaluation, days", len(days))
-        for t, facts in days:
+        days = self._snapshots[split]
+        multi = None
+        if self.config.eval_history == "multi_step" and days:
+            # Multi-step: the split's earlier days are this pass's predictions, so every rank walks every
+            # day (kgsearch/dkgr/multistep.py) and ranks its own; earlier splits stay ground truth.
+            multi = MultiStepHistory(self.history, days[0][0], self.config.multi_step_topk,
+                                     head.index if head is not None else None, self.device)
+        index = multi.answers if multi is not None else None
+        walked = days if multi else days[self.rank::self.world_size]
+        bar = self.progress(f"{split} evaluation, days", len(walked))
+        for day, (t, facts) in enumerate(days):
+            own = day % self.world_size == self.rank
+            if multi is None and not own:
+                continue
             bar.advance()
-            h, r, _ = model.encode(self.history.steps_for(t), e_static)
+            h, r, _ = model.encode(multi.steps_for(t) if multi else self.history.steps_for(t), e_static)
             ent = torch.tanh(h)
             subj, rels, obj = both_directions(facts, R)
             time = torch.full_like(subj, t)
+            predicted = []
             for i in range(0, len(subj), B):
                 a, q, b, tt = subj[i:i + B], rels[i:i + B], obj[i:i + B], time[i:i + B]
                 scores = model.entity_scores(h, r, a, q, ent)
-                if model.global_head is not None:   # rank by the mixture with the copy distribution
-                    scores = model.global_head.log_probs(scores, a, q, tt)
+                if head is not None:   # rank by the mixture with the copy distribution
+                    scores = head.log_probs(scores, a, q, tt, index)
+                if multi is not None:  # the unfiltered scores: the filter is the day's ground truth
+                    predicted.append(multi.predict(a, q, scores))
+                if not own:
+                    continue
                 rows, cols = ent_filter.lookup(entity_query_keys(a, q, tt, N, R))
                 raw, tf = raw_and_filtered_ranks(scores, b, rows, cols)
-                accs["raw"].add(raw)
-                accs["tf"].add(tf)
                 # Relation (a, ?, b) over 2R: r is true if (a, r, b) holds at t, r + R if (b, r, a) does.
                 rel_scores = model.relation_scores(h, r, a, b, ent)
                 rows1, cols1 = rel_filter.lookup(relation_query_keys(a, b, tt, N))
                 rows2, cols2 = rel_filter.lookup(relation_query_keys(b, a, tt, N))
-                raw, tf = raw_and_filtered_ranks(rel_scores, q, torch.cat([rows1, rows2]),
-                                                 torch.cat([cols1, cols2 + R]))
-                accs["rel_raw"].add(raw)
-                accs["rel"].add(tf)
+                rel_raw, rel_tf = raw_and_filtered_ranks(rel_scores, q, torch.cat([rows1, rows2]),
+                                                         torch.cat([cols1, cols2 + R]))
+                yield t, {"raw": raw, "tf": tf, "rel_raw": rel_raw, "rel": rel_tf}
+            if multi is not None and day + 1 < len(days):
+                multi.add_day(t, torch.cat(predicted))
         bar.close()
-        return accs
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
