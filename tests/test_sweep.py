@@ -100,15 +100,22 @@ def test_the_best_trial_is_retrained_with_each_seed_and_its_mean_reported(smoke)
     candidates = json.loads((exp / "retrain" / "candidates.json").read_text())
     assert [c["trial"] for c in candidates["candidates"]] == [trial] and candidates["seeds"] == [0, 1]
     assert candidates["candidates"][0]["config"]["epochs"] == 2  # the config's epochs, even if ASHA stopped it at 1
+    # A trial ASHA let run both epochs (seed 0, as every search trial) is seed 0's run itself: not trained again.
+    full = rows[trial]["status"] == "completed"
+    assert candidates["candidates"][0].get("reused_seeds") == ([0] if full else None)
     runs = {p.name.split("_")[0]: p for p in (exp / "retrain").glob(f"{trial}-s*_*")}
-    assert sorted(runs) == [f"{trial}-s0", f"{trial}-s1"]
+    assert sorted(runs) == [f"{trial}-s{s}" for s in ((1,) if full else (0, 1))]
     for name, folder in runs.items():  # full length (FIFO), each with its seed
         epochs = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
         assert [e["epochs_done"] for e in epochs] == [1, 2]
         assert json.loads((folder / "provenance.json").read_text())["seed"] == int(name[-1])
     per_seed = {r["seed"]: r for r in metrics["per_seed"]}
-    assert sorted(per_seed) == [0, 1] and all(r["run"] == f"{trial}-s{s}" for s, r in per_seed.items())
-    if rows[trial]["status"] == "completed":  # seed 0 is the search trial's own seed: the same run again
+    assert sorted(per_seed) == [0, 1] and metrics["reused_seeds"] == ([0] if full else [])
+    assert [(r["run"], r["source"]) for r in per_seed.values()] == [
+        (trial, f"search trial {trial}") if full and s == 0 else (f"{trial}-s{s}", "re-trained") for s in (0, 1)]
+    if full:  # seed 0's row is the search trial's best checkpoint
+        (folder,) = exp.glob(f"{trial}_*")
+        assert per_seed[0]["trial_path"] == str(folder) and per_seed[0]["best_epoch"] == int(rows[trial]["best_epoch"])
         assert per_seed[0]["val"]["val_mrr"] == pytest.approx(float(rows[trial]["best_val_mrr"]), abs=1e-6)
     for key in ("val_mrr", "test_mrr", "test_hits@1", "test_hits@10"):
         values = [per_seed[s][key.split("_")[0]][key] for s in (0, 1)]
@@ -294,7 +301,7 @@ dataset: umls
 metric: val_hits@1
 num_samples: 1
 scheduler: {type: fifo, max_t: 3}
-retrain: {top_k: 1, seeds: [0]}  # t001 again with its own seed: the same run, exported from the re-training
+retrain: {top_k: 1, seeds: [0]}  # t001 with its own seed: t001 is that run, so nothing is trained again
 fixed: {seed: 0, eval_every: 1, dans: false, dim: 8, negatives: 4, batch_size: 256, lr: 0.05}
 """
 
@@ -320,6 +327,10 @@ def test_a_sweep_ranks_checkpoints_and_exports_by_its_own_metric(ray_session, tm
     assert metrics["val_hits@1_mean"] == pytest.approx(max(hits)) and "test_hits@1_mean" in metrics
     assert "val_hits@1 (mean ± std)" in (exp / "summary.txt").read_text()
     assert yaml.safe_load((exp / "best" / "config.yaml").read_text())["metric"] == "val_hits@1"
+    (reused,) = metrics["per_seed"]  # t001 ran its 3 epochs with seed 0: the re-training's only run, as it is
+    assert (reused["run"], reused["source"], reused["trial_path"]) == ("t001", "search trial t001", str(folder))
+    assert reused["val"] == metrics["val"] and not list((exp / "retrain").glob("t001-s0_*"))
+    assert json.loads((exp / "retrain" / "candidates.json").read_text())["candidates"][0]["reused_seeds"] == [0]
     # Kept: the best checkpoint by the sweep metric and the newest (issue 16, item 9), each one copy of
     # the weights of its own epoch (no second, best-weights copy inside).
     kept = {json.loads((d / "meta.json").read_text())["epoch"]: d for d in folder.glob("checkpoint_*")}
@@ -377,6 +388,27 @@ def test_checkpoints_are_written_at_a_new_best_every_n_validations_and_at_the_en
     due = [e for e in range(1, 10) if policy.due({"epoch": e, "eval_time": 0.1}, improved[e])]
     assert due == [1, 4, 6, 9]
     assert not CheckpointPolicy(1, 9).due({"epoch": 2}, True)  # no validation this epoch: nothing to score
+
+
+def test_epochs_before_the_first_validation_are_not_reported_later_ones_carry_the_last():
+    """eval_every 3 (a re-training's `retrain.eval_every`): Tune refuses a result without the sweep metric, so
+    epochs 1-2 are not reported; epoch 4 carries epoch 3's validation and says when it was taken."""
+    from kgsearch.run.loop import FitState
+    from kgsearch.sweep.checkpoints import CheckpointPolicy
+    from kgsearch.sweep.trial import EpochReporter
+
+    sent = []
+    reporter = EpochReporter({}, None, lambda metrics, folder: sent.append((metrics, folder)), write_checkpoint=False,
+                             policy=CheckpointPolicy(1, 5), metric="val_mrr")
+    for epoch in range(1, 6):
+        record = {"epoch": epoch, "loss": 1.0 / epoch, "epoch_time": 0.1}
+        if epoch in (3, 5):
+            record.update(val_mrr=0.1 * epoch, eval_time=0.01)
+        reporter.after_epoch(record, FitState(epoch=epoch), improved=epoch in (3, 5))
+    assert [m["epochs_done"] for m, _ in sent] == [3, 4, 5]
+    assert [(m["val_mrr"], m["val_epoch"]) for m, _ in sent] == [(pytest.approx(0.3), 3.0), (pytest.approx(0.3), 3.0),
+                                                                (pytest.approx(0.5), 5.0)]
+    assert [m["loss"] for m, _ in sent] == [pytest.approx(1 / 3), 0.25, 0.2]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ re-training, metrics.json and the exact replay of each seed's row: tests/test_sw
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -13,6 +14,7 @@ import re
 import signal
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -56,7 +58,9 @@ def test_the_block_defaults_to_three_by_three_and_smoke_and_no_retrain_make_it_s
     assert parse_spec(SWEEP, retrain=False).retrain.top_k == 0  # --no-retrain
     assert parse_spec(SWEEP, sets=["retrain.top_k=0"]).retrain.top_k == 0
     stored = parse_spec(SWEEP).model_dump()  # sweep.yaml keeps it, for --resume
-    assert stored["retrain"] == {"top_k": 2, "seeds": [0, 1, 2]}
+    assert stored["retrain"] == {"top_k": 2, "seeds": [0, 1, 2], "eval_every": None}  # None: the search's
+    cadence = parse_spec(SWEEP.replace("  seeds: [0, 1, 2]\n", "  seeds: [0, 1, 2]\n  eval_every: 2\n"))
+    assert cadence.retrain.eval_every == 2 and cadence.fixed["eval_every"] == 1  # the search still validates each epoch
 
 
 @pytest.mark.parametrize("old,new,path,reason", [
@@ -67,6 +71,8 @@ def test_the_block_defaults_to_three_by_three_and_smoke_and_no_retrain_make_it_s
     ("seeds: [0, 1, 2]", "seeds: [0, 1, 1]", "retrain.seeds", "seeds must be distinct; [1] repeated"),
     ("seeds: [0, 1, 2]", "seeds: [0, one]", "retrain.seeds.1", "valid integer"),
     ("seeds: [0, 1, 2]", "seeds: [0, -3]", "retrain.seeds.1", "greater than or equal to 0"),
+    ("seeds: [0, 1, 2]", "seeds: [0, 1, 2]\n  eval_every: 0", "retrain.eval_every", "greater than or equal to 1"),
+    ("seeds: [0, 1, 2]", "seeds: [0, 1, 2]\n  eval_every: often", "retrain.eval_every", "valid integer"),
     ("  lr: {type", "  seed: {type: int, low: 0, high: 9}\n  lr: {type", "space.seed", "sets each run's seed"),
 ])
 def test_a_bad_retrain_block_is_one_line_naming_the_key(tmp_path, old, new, path, reason):
@@ -105,12 +111,17 @@ def test_dry_run_shows_the_retrain_and_counts_its_epochs(tmp_path, capsys):
     path.write_text(SWEEP)
     assert main([str(path), "--dry-run", "--storage", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
-    assert yaml.safe_load(out.split("\n\n")[0])["retrain"] == {"top_k": 2, "seeds": [0, 1, 2]}
+    assert yaml.safe_load(out.split("\n\n")[0])["retrain"] == {"top_k": 2, "seeds": [0, 1, 2], "eval_every": None}
     assert "re-training: the top 2 configuration(s) x 3 seed(s) (0, 1, 2) x 4 epochs = 24 trial-epochs" in out
+    assert "up to 2 x 4 = 8 of them not run: a top-2 trial that ran all 4 epochs (seed 0) is its own seed-0 run" in out
     assert "~36 CPU-epochs in all" in out  # 3 trials x 4 epochs (FIFO) + 24
     assert main([str(path), "--dry-run", "--no-retrain", "--storage", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert "re-training: off" in out and "~12 CPU-epochs in all" in out
+    path.write_text(SWEEP.replace("  seeds: [0, 1, 2]\n", "  seeds: [0, 1, 2]\n  eval_every: 2\n"))
+    assert main([str(path), "--dry-run", "--storage", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out  # validated at another cadence, no search trial is a re-training run
+    assert "x 4 epochs = 24 trial-epochs (full length, FIFO, validating every 2 epochs)" in out and "not run" not in out
 
 
 def test_the_shipped_sweeps_retrain_small_graphs_3x3_large_ones_less_and_smoke_tiny():
@@ -152,6 +163,55 @@ def test_the_runs_train_the_configs_epochs_not_the_epochs_an_early_stopped_trial
     assert configs == {"t002": {"epochs": 4, "lr": 0.004}}  # each run sets its own seed
     assert record["candidates"][0]["search_epochs"] == 1 and record["epochs"] == 4
     assert record["seeds"] == [0, 1, 2] and record["metric"] == "val_mrr"
+    assert "reused_seeds" not in record["candidates"][0]  # as in a record written before reuse existed
+    cadence = parse_spec(SWEEP.replace("  seeds: [0, 1, 2]\n", "  seeds: [0, 1, 2]\n  eval_every: 2\n"))
+    assert retrain_record(cadence, [stopped], 4)[1] == {"t002": {"epochs": 4, "lr": 0.004, "eval_every": 2}}
+
+
+def done(trial: str, best: float, seed: int = 0, **config) -> TrialRow:
+    """A search trial that ran all 4 epochs with `seed` and kept a best checkpoint."""
+    return dataclasses.replace(row(trial, best, **config), config={"seed": seed, "epochs": 4, **config},
+                               checkpoint=f"{trial}/checkpoint_000003")
+
+
+def test_a_search_trial_that_is_a_seeds_run_is_reused_and_only_the_other_runs_are_trained():
+    """(t, s) is not trained when search trial t ran all max_t epochs, with seed s (one of the seeds), and the
+    re-training's config of it, with seed s, is its config: anything else, and the run is trained."""
+    from kgsearch.sweep.progress import retrain_run, trial_label
+    from kgsearch.sweep.retrain_plan import plan_runs, retrain_record, retrain_space, run_configs
+    from ray.tune.search.variant_generator import generate_variants
+
+    spec = parse_spec(SWEEP)  # max_t 4, seeds 0, 1, 2; the search runs every trial with seed 0
+    full = done("t001", 0.90, lr=0.001)
+    stopped = dataclasses.replace(done("t002", 0.95, lr=0.002), status="stopped_early", epochs=1)  # by ASHA
+    other_seed = done("t003", 0.85, seed=7, lr=0.003)  # a seed the re-training does not use
+    no_checkpoint = dataclasses.replace(done("t004", 0.84, lr=0.004), checkpoint=None)
+    failed = dataclasses.replace(done("t005", 0.83, lr=0.005), status="failed")
+    picked = [stopped, full, other_seed, no_checkpoint, failed]
+    plan = plan_runs(picked, run_configs(spec, picked, 4), [0, 1, 2], 4)
+    assert plan.reused == {("t001", 0): full}
+    assert plan.train == [(t, s) for s in (0, 1, 2) for t in ("t002", "t001", "t003", "t004", "t005")
+                          if (t, s) != ("t001", 0)]  # seed-major, as the full grid was
+    record, _ = retrain_record(spec, picked, 4, plan)
+    assert [c.get("reused_seeds") for c in record["candidates"]] == [None, [0], None, None, None]
+    # The Tuner's grid is exactly the runs to train: a restored Tuner cannot train t001-s0 either.
+    configs = [config for _, config in generate_variants(retrain_space(plan))]
+    assert [retrain_run(c) for c in configs] == plan.train  # what the trainable trains (kgsearch.sweep.tuner)
+    assert [trial_label(SimpleNamespace(config=c)) for c in configs] == [f"{t}-s{s}" for t, s in plan.train]
+    assert retrain_run({"retrain_of": "t002", "seed": 1, "lr": 0.1}) == ("t002", 1)  # a Tuner stored before
+
+    def reused(sweep_text: str, trial: TrialRow, seeds=(0, 1, 2), same=None) -> bool:
+        s = parse_spec(sweep_text)
+        return bool(plan_runs([trial], run_configs(s, [trial], 4), list(seeds), 4, same).reused)
+
+    assert not reused(SWEEP, full, seeds=(1, 2))  # its seed is not re-trained
+    assert not reused(SWEEP, dataclasses.replace(full, epochs=3))  # not the full length
+    assert not reused(SWEEP, dataclasses.replace(full, config={**full.config, "epochs": 3}))  # another length
+    cadence = SWEEP.replace("  seeds: [0, 1, 2]\n", "  seeds: [0, 1, 2]\n  eval_every: 2\n")
+    assert not reused(cadence, dataclasses.replace(full, config={**full.config, "eval_every": 1}))  # validated apart
+    assert reused(cadence, dataclasses.replace(full, config={**full.config, "eval_every": 2}))  # the same cadence
+    # `same` decides field by field (run_retrain: every config field, defaults included)
+    assert not reused(SWEEP, full, same=lambda a, b: False) and reused(SWEEP, full, same=lambda a, b: True)
 
 
 def cand(trial: str, search_best: float, vals: list, tests: list | None = None) -> Candidate:
@@ -202,12 +262,20 @@ def test_the_record_names_every_metric_mean_and_std_generically():
 
 
 def test_the_summary_table_marks_the_chosen_one_and_shows_mean_and_std():
+    reusing = cand("t002", 0.90, [0.88, 0.87, 0.89])
+    reusing.rows[0].update(run="t002", source="search trial t002")  # seed 0's row is the search trial itself
     out = Retrained(folder="retrain", epochs=4, seeds=[0, 1, 2], candidates=rank(
-        [cand("t001", 0.95, [0.95, 0.80, None]), cand("t002", 0.90, [0.88, 0.87, 0.89])], "val_tf_mrr"))
+        [cand("t001", 0.95, [0.95, 0.80, None]), reusing], "val_tf_mrr"))
     lines = retrain_lines(out, "val_tf_mrr", "test_tf_mrr")
     assert lines[0].startswith("re-trained at full length (4 epochs) with seeds 0, 1, 2")
-    assert re.match(r"\*\s+t002\s+0\.9\s+0\.8800 ± 0\.0100\s+0\.8800 ± 0\.0100\s+3/3$", lines[3]), lines[3]
+    assert re.match(r"\*\s+t002\s+0\.9\s+0\.8800 ± 0\.0100\s+0\.8800 ± 0\.0100\s+3/3; seed 0 = search trial t002$",
+                    lines[3]), lines[3]
     assert re.match(r"\s+t001\s+0\.95\s+0\.8750 ± 0\.1061\s+.*2/3 \(failed: 2\)$", lines[4]), lines[4]
+    assert reusing.summary()["reused_seeds"] == [0] and out.candidates[1].summary()["reused_seeds"] == []
+    from kgsearch.sweep.report import _candidate_line  # report.html's line for it
+
+    assert _candidate_line(reusing.summary(), "val_tf_mrr").endswith("over 3 seed(s); in the search 0.9; "
+                                                                      "seed 0 = the search trial itself")
     stopped = Retrained(folder="retrain", epochs=4, seeds=[0], candidates=[], interrupted=True)
     assert "continue with --resume" in retrain_lines(stopped, "val_tf_mrr", "test_tf_mrr")[0]
 
@@ -218,10 +286,14 @@ def test_the_summary_table_marks_the_chosen_one_and_shows_mean_and_std():
 
 @pytest.mark.slow
 def test_a_sweep_stopped_while_it_retrains_continues_the_retraining_on_resume(ray_session, tmp_path):
-    """SIGTERM once seed 0 of the first candidate is done: the re-training stops (exit 143 from the CLI),
-    best/ holds the best search trial; --resume goes straight to the re-training, keeps the finished runs and
-    trains the rest, and best/ is then the best mean."""
+    """The top trial ran all 4 epochs with seed 0 (FIFO, `fixed.seed` 0), so seed 0's row is that search trial
+    and only seeds 1 and 2 are trained. SIGTERM once seed 1 is done: the re-training stops (exit 143 from the
+    CLI), best/ holds the best search trial; --resume goes straight to the re-training, keeps the finished run,
+    trains seed 2 and never seed 0, and best/ is then the best mean, seed 0's row the search trial's best
+    checkpoint tested."""
+    from kgsearch.sweep.checkpoints import CHECKPOINT_FILE
     from kgsearch.sweep.run import run_sweep
+    from kgsearch.train import evaluate_checkpoint
 
     spec = parse_spec(SWEEP.replace("top_k: 2", "top_k: 1"), source="retrain_me.yaml", name="retrain_me")
     exp = tmp_path / "retrain_me"
@@ -230,7 +302,7 @@ def test_a_sweep_stopped_while_it_retrains_continues_the_retraining_on_resume(ra
     def stop_after_the_first_run():
         deadline = time.time() + 300
         while time.time() < deadline and not fired.is_set():
-            started = list((exp / "retrain").glob("t00*-s1_*"))  # s0 done, s1 begun: inside the retrain's fit
+            started = list((exp / "retrain").glob("t00*-s2_*"))  # s1 done, s2 begun: inside the retrain's fit
             if started:
                 fired.set()
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -244,20 +316,66 @@ def test_a_sweep_stopped_while_it_retrains_continues_the_retraining_on_resume(ra
     assert first.retrained is not None and first.retrained.interrupted
     assert "re-training interrupted" in (exp / "summary.txt").read_text()
     assert "trial" in json.loads((exp / "best" / "metrics.json").read_text())  # the best search trial, meanwhile
-    (s0,) = (exp / "retrain").glob("t00*-s0_*")
-    s0_before = (s0 / "result.json").read_text()
-    assert len(s0_before.splitlines()) == 4
+    (s1,) = (exp / "retrain").glob("t00*-s1_*")
+    s1_before = (s1 / "result.json").read_text()
+    assert len(s1_before.splitlines()) == 4
+    assert not list((exp / "retrain").glob("t00*-s0_*"))  # the search trial is seed 0's run
     searched = {p.name: (p / "result.json").read_text() for p in exp.glob("t00*_*")}
 
     lines: list[str] = []
     done = run_sweep(spec, storage=str(tmp_path), resume=True, say=lines.append)
     assert not done.interrupted and not done.terminated
     assert any("(continuing: finished runs kept)" in line for line in lines), lines
-    assert (s0 / "result.json").read_text() == s0_before  # the finished seed run is not trained again
+    assert (s1 / "result.json").read_text() == s1_before  # the finished seed run is not trained again
     assert {p.name: (p / "result.json").read_text() for p in exp.glob("t00*_*")} == searched  # nor the search
     runs = sorted(p.name.split("_")[0] for p in (exp / "retrain").glob("t00*-s*_*"))
-    assert [r[-2:] for r in runs] == ["s0", "s1", "s2"] and not list(exp.glob("retrain_2"))
+    assert [r[-2:] for r in runs] == ["s1", "s2"] and not list(exp.glob("retrain_2"))  # seed 0 never trained
     metrics = json.loads((exp / "best" / "metrics.json").read_text())
-    assert metrics["seeds"] == [0, 1, 2] and len(metrics["per_seed"]) == 3
+    assert metrics["seeds"] == [0, 1, 2] and len(metrics["per_seed"]) == 3 and metrics["reused_seeds"] == [0]
+    reused, *trained = metrics["per_seed"]
+    trial = metrics["trial"]
+    assert (reused["seed"], reused["run"], reused["source"]) == (0, trial, f"search trial {trial}")
+    assert [(r["run"], r["source"]) for r in trained] == [(f"{trial}-s1", "re-trained"), (f"{trial}-s2", "re-trained")]
     assert all(len((exp / "retrain").glob(f"{r['run']}_*").__next__().joinpath("result.json").read_text()
-                   .splitlines()) == 4 for r in metrics["per_seed"])  # each ran its 4 epochs, once
+                   .splitlines()) == 4 for r in trained)  # each ran its 4 epochs, once
+    # Seed 0's row is the search trial's best checkpoint: its best validation and that checkpoint's test metrics.
+    (folder,) = exp.glob(f"{trial}_*")
+    assert reused["trial_path"] == str(folder)
+    epochs = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
+    vals = [e["val_mrr"] for e in epochs]
+    assert len(epochs) == 4 and reused["best_epoch"] == 1 + vals.index(max(vals))
+    assert reused["val"]["val_mrr"] == pytest.approx(max(vals), abs=1e-9)
+    (best,) = [d for d in folder.glob("checkpoint_*")
+               if json.loads((d / "meta.json").read_text())["epoch"] == reused["best_epoch"]]
+    tested = evaluate_checkpoint(str(best / CHECKPOINT_FILE))  # the CLI's --eval, not the sweep's code path
+    assert tested.keys() == reused["test"].keys()
+    assert all(reused["test"][k] == pytest.approx(v, abs=1e-9) for k, v in tested.items())
+    summary = (exp / "summary.txt").read_text()
+    assert f"3/3; seed 0 = search trial {trial}" in summary
+
+
+@pytest.mark.slow
+def test_retrain_eval_every_sets_the_retrainings_cadence_only(ray_session, tmp_path):
+    """retrain.eval_every 3 with max_t 4: the search trial validates every epoch (fixed.eval_every 1), its
+    re-training at epochs 3 and 4 (the last), and the row's checkpoint is the better of those two. Validated
+    at another cadence, the search trial is not seed 0's run, so seed 0 is trained."""
+    from kgsearch.sweep.run import run_sweep
+
+    text = (SWEEP.replace("num_samples: 3", "num_samples: 1").replace("top_k: 2", "top_k: 1")
+            .replace("seeds: [0, 1, 2]", "seeds: [0]\n  eval_every: 3"))
+    spec = parse_spec(text, source="cadence.yaml", name="cadence")
+    outcome = run_sweep(spec, storage=str(tmp_path), say=lambda _: None)
+    exp = outcome.experiment
+    assert not outcome.interrupted and outcome.rows[0].status == "completed"
+    (search,) = exp.glob("t001_*")
+    assert [json.loads(line)["epochs_done"] for line in (search / "result.json").read_text().splitlines()] == [1, 2, 3, 4]
+    (run,) = (exp / "retrain").glob("t001-s0_*")
+    reports = [json.loads(line) for line in (run / "result.json").read_text().splitlines()]
+    assert [(r["epochs_done"], r["val_epoch"]) for r in reports] == [(3, 3.0), (4, 4.0)]
+    metrics = json.loads((exp / "best" / "metrics.json").read_text())
+    (row,) = metrics["per_seed"]
+    assert (row["run"], row["source"]) == ("t001-s0", "re-trained") and metrics["reused_seeds"] == []
+    vals = [r["val_mrr"] for r in reports]
+    assert row["best_epoch"] == 3 + vals.index(max(vals)) and row["val"]["val_mrr"] == pytest.approx(max(vals), abs=1e-9)
+    assert yaml.safe_load((exp / "best" / "config.yaml").read_text())["params"]["eval_every"] == 3  # replays the row
+    assert json.loads((exp / "retrain" / "candidates.json").read_text())["candidates"][0]["config"]["eval_every"] == 3

@@ -24,6 +24,13 @@ def asha_epochs(n: int, grace: int, eta: int, max_t: int) -> float:
     return sum(n / eta ** i * (r - (rungs[i - 1] if i else 0)) for i, r in enumerate(rungs))
 
 
+def search_value(spec: SweepSpec, key: str):
+    """What the search trials use for a config field that is not searched: `fixed`, else the config's default."""
+    from kgsearch.recipe import get_recipe
+
+    return spec.fixed[key] if key in spec.fixed else getattr(get_recipe(spec.model).Config(), key, None)
+
+
 def cost_lines(spec: SweepSpec) -> list[str]:
     s, res = spec.scheduler, spec.resources
     fifo = spec.num_samples * s.max_t
@@ -38,9 +45,14 @@ def cost_lines(spec: SweepSpec) -> list[str]:
     r = spec.retrain
     if r.on:
         extra = r.runs() * s.max_t
+        cadence = f", validating every {r.eval_every} epochs" if r.eval_every else ""
         lines.append(f"re-training: the top {r.top_k} configuration(s) x {len(r.seeds)} seed(s) "
                      f"({', '.join(map(str, r.seeds))}) x {s.max_t} epochs = {extra} trial-epochs (full length, "
-                     "FIFO); best/ is the best mean validation")
+                     f"FIFO{cadence}); best/ is the best mean validation")
+        seed, every = search_value(spec, "seed"), search_value(spec, "eval_every")
+        if seed in r.seeds and r.eval_every in (None, every):
+            lines.append(f"  up to {r.top_k} x {s.max_t} = {r.top_k * s.max_t} of them not run: a top-{r.top_k} trial "
+                         f"that ran all {s.max_t} epochs (seed {seed}) is its own seed-{seed} run, reused as it is")
         epochs += extra
     else:
         lines.append("re-training: off (best/ is the best search trial, one seed)")

@@ -215,9 +215,10 @@ class ProvenanceWriter(Callback):
         target = f"{folder}/provenance.json"
         if fs.get_file_info(target).type != pyarrow.fs.FileType.NotFound:
             return  # a resumed trial keeps the record of its first start
+        run = retrain_run(trial.config)
         body = {"trial": trial_label(trial), "trial_id": trial.trial_id, "config": trial.config,
-                "scheduled_at": time.time(), **self.provenance,
-                "seed": trial.config.get("seed", self.provenance.get("seed"))}  # a re-training run's own seed
+                "scheduled_at": time.time(), **self.provenance,  # a re-training run's own seed:
+                "seed": run[1] if run else trial.config.get("seed", self.provenance.get("seed"))}
         fs.create_dir(folder, recursive=True)
         with fs.open_output_stream(target) as f:
             f.write(json.dumps(body, indent=2, default=str).encode())
@@ -227,16 +228,33 @@ def _key(trial) -> str:
     return str(getattr(trial, "trial_id", "") or trial_label(trial))
 
 
-# A re-training run's Tune config: {RETRAIN_KEY: the search trial whose configuration it trains, "seed": S}
+# A re-training run's Tune config (kgsearch.sweep.retrain): {RUN_KEY: "t003-s1"}, the search trial whose
+# configuration it trains and its seed, one grid value per run; a re-training Tuner stored before some runs
+# could be left out of its grid has {RETRAIN_KEY: "t003", "seed": 1} instead (a grid over both).
+RUN_KEY = "retrain_run"
 RETRAIN_KEY = "retrain_of"
+
+
+def retrain_label(trial: str, seed: int) -> str:
+    return f"{trial}-s{seed}"
+
+
+def retrain_run(config: dict) -> tuple[str, int] | None:
+    """(search trial, seed) of a re-training run's Tune config; None for a search trial's."""
+    if RUN_KEY in config:
+        trial, _, seed = str(config[RUN_KEY]).rpartition("-s")
+        return trial, int(seed)
+    if RETRAIN_KEY in config:
+        return str(config[RETRAIN_KEY]), int(config["seed"])
+    return None
 
 
 def trial_label(trial) -> str:
     """t007 (the counter of the trial's creation; its folder is t007_<trial id>); a re-training run of
     t007's configuration with seed 1: t007-s1 (kgsearch.sweep.retrain)."""
-    config = getattr(trial, "config", None) or {}
-    if RETRAIN_KEY in config:
-        return f"{config[RETRAIN_KEY]}-s{config.get('seed')}"
+    run = retrain_run(getattr(trial, "config", None) or {})
+    if run is not None:
+        return retrain_label(*run)
     return f"t{trial_counter(trial):03d}"
 
 

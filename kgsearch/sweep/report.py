@@ -239,10 +239,11 @@ def _candidate_line(w: dict, metric: str) -> str:
     test = "test_" + metric.removeprefix("val_")
     shown = [f"{k} {fmt(float(w[k + '_mean']))} ± {fmt(float(w.get(k + '_std', math.nan)))}"
              for k in (metric, test) if isinstance(w.get(k + "_mean"), (int, float))]
-    search = w.get("search_best")
+    search, reused = w.get("search_best"), w.get("reused_seeds") or []
     return (f"re-trained {w.get('trial', '?')}{' (chosen)' if w.get('chosen') else ''}: " + ", ".join(shown or ["-"])
             + f" over {len(w.get('seeds') or [])} seed(s)" + (f"; in the search {fmt(float(search))}"
-                                                               if isinstance(search, (int, float)) else ""))
+                                                               if isinstance(search, (int, float)) else "")
+            + (f"; seed {', '.join(map(str, reused))} = the search trial itself" if reused else ""))
 
 
 def render_html(exp: Path, data, figures: list[Path], notes: list[str]) -> str:

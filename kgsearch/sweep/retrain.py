@@ -2,11 +2,20 @@
 
 After the search (the first Tuner's fit), `select` picks the `retrain.top_k` trials with the best
 validation metric (distinct searched values; failed trials skipped). A second Tuner trains each of those
-configurations with each of `retrain.seeds`: a grid over (trial, seed), FIFO (no early stopping), for the
-epochs the config states (`fixed.epochs` = max_t, not the epochs an ASHA-stopped trial ran), with the same
-trainable, resources and concurrency as the search, in `<experiment>/retrain/` (runs `t003-s1_<id>/`).
-The seed is the config's `seed`; every other field, `pretrain_seed` included, is the trial's, so the
-data prepared once per sweep fits every run (kgsearch.sweep.trial checks it).
+configurations with each of `retrain.seeds`: a grid over the (trial, seed) runs (kgsearch.sweep.retrain_plan
+chooses them), FIFO (no early stopping), for the epochs the config states (`fixed.epochs` = max_t, not the
+epochs an ASHA-stopped trial ran), with the same trainable, resources and concurrency as the search, in
+`<experiment>/retrain/` (runs `t003-s1_<id>/`).
+The seed is the config's `seed`, and `retrain.eval_every` (when set) its validation cadence; every other
+field, `pretrain_seed` included, is the trial's, so the data prepared once per sweep fits every run
+(kgsearch.sweep.trial checks it).
+
+A search trial that already is one of these runs is not trained again (`plan_runs`): it ran all the epochs
+(not stopped by ASHA), its seed is one of the seeds, and its config is that run's, eval_every included (a
+`retrain.eval_every` other than the search's therefore turns this off). Training is deterministic on CPU for
+a fixed seed and thread count (the search and the re-training use the same resources), so re-training it
+would repeat it bit for bit; its row is its own best checkpoint, tested like the others, and says so
+(`"source": "search trial t003"`).
 
 Each run's best-validation checkpoint is tested on valid and test (kgsearch.sweep.export). The configuration
 with the best mean validation metric over its seeds (one with a failed seed ranks below the others) is
@@ -28,12 +37,15 @@ import statistics
 from dataclasses import dataclass, field
 from itertools import count
 
+from kgsearch.config import config_from_dict, config_to_dict
 from kgsearch.run.metrics import metric_key
 from kgsearch.sweep.export import restore_and_test, write_best
 from kgsearch.sweep.failures import all_recorded
-from kgsearch.sweep.progress import RETRAIN_KEY, ProgressPrinter, ProvenanceWriter, fmt, trial_dirname
+from kgsearch.sweep.progress import (RETRAIN_KEY, RUN_KEY, ProgressPrinter, ProvenanceWriter, fmt, retrain_label,
+                                     retrain_run, trial_dirname)
 from kgsearch.sweep.restore import TRAIN_RUNS, unfinished_trials
 from kgsearch.sweep.results import STATUS_FAILED, STATUS_UNFINISHED, TrialRow, collect_trials
+from kgsearch.sweep.retrain_plan import RunPlan, plan_runs, retrain_record, retrain_space, run_configs, select
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.storage import ExperimentStore
 from kgsearch.sweep.trackers import tracker_callbacks
@@ -41,28 +53,11 @@ from kgsearch.sweep.tuner import make_trainable
 
 RETRAIN_DIR = "retrain"
 CANDIDATES_FILE = "candidates.json"
+RETRAINED = "re-trained"  # a seed row's source, when it is not a search trial
 
 
 # ------------------------------------------------------------------------------------------------
 # Choosing
-
-
-def select(rows: list[TrialRow], top_k: int, mode: str = "max") -> list[TrialRow]:
-    """The `top_k` trials with the best validation metric, one per distinct set of searched values (the
-    better trial of equal ones), failed and unfinished trials left out; the earlier trial first on a tie."""
-    if top_k < 1:
-        return []
-    usable = [r for r in rows if r.status not in (STATUS_FAILED, STATUS_UNFINISHED) and math.isfinite(r.best)]
-    ranked = sorted(usable, key=lambda r: r.best, reverse=mode == "max")  # stable: ties keep creation order
-    picked, seen = [], set()
-    for r in ranked:
-        key = json.dumps(r.params, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            picked.append(r)
-            if len(picked) == top_k:
-                break
-    return picked
 
 
 @dataclass
@@ -115,7 +110,11 @@ class Candidate:
         return {"trial": self.trial, "trial_id": self.trial_id, "searched": self.params,
                 "search_best": self.search_best, "search_epochs": self.search_epochs,
                 "seeds": [r["seed"] for r in self.done], "failed_seeds": [r["seed"] for r in self.rows if "val" not in r],
-                **out, "per_seed": self.rows}
+                "reused_seeds": self.reused(), **out, "per_seed": self.rows}
+
+    def reused(self) -> list[int]:
+        """The seeds whose row is the search trial itself (not trained again)."""
+        return [r["seed"] for r in self.rows if r.get("source", RETRAINED) != RETRAINED]
 
 
 def rank(candidates: list[Candidate], metric: str, mode: str = "max") -> list[Candidate]:
@@ -150,16 +149,6 @@ class Retrained:
     metrics: dict | None = None  # best/metrics.json, once written
 
 
-def retrain_record(spec: SweepSpec, picked: list[TrialRow], epochs: int) -> tuple[dict, dict[str, dict]]:
-    """(candidates.json, {trial: the config its runs train with}): each trial's config with `epochs` (the
-    config's, whatever the trial ran) and without its seed, which each run sets."""
-    configs = {r.trial: {**{k: v for k, v in r.config.items() if k != "seed"}, "epochs": epochs} for r in picked}
-    record = {"seeds": list(spec.retrain.seeds), "epochs": epochs, "metric": spec.metric,
-              "candidates": [{"trial": r.trial, "trial_id": r.trial_id, "params": r.params, "search_best": r.best,
-                              "search_epochs": r.epochs, "config": configs[r.trial]} for r in picked]}
-    return json.loads(json.dumps(record, default=str)), configs  # as it reads back from candidates.json
-
-
 def retrain_folder(store: ExperimentStore, record: dict) -> tuple[str, bool]:
     """(folder, whether to restore it): the first retrain folder that holds this record, or holds none yet."""
     from ray import tune
@@ -173,7 +162,7 @@ def retrain_folder(store: ExperimentStore, record: dict) -> tuple[str, bool]:
     raise AssertionError("unreachable")
 
 
-def build_retrain_tuner(spec: SweepSpec, trainable, store: ExperimentStore, folder: str, labels: list[str],
+def build_retrain_tuner(spec: SweepSpec, trainable, store: ExperimentStore, folder: str, plan: RunPlan,
                         epochs: int, provenance: dict):
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
@@ -192,9 +181,7 @@ def build_retrain_tuner(spec: SweepSpec, trainable, store: ExperimentStore, fold
         max_concurrent_trials=spec.max_concurrent_trials,
         trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname,
         reuse_actors=os.environ.get("KGSEARCH_REUSE_ACTORS", "1") == "1")
-    # Tune (BasicVariantGenerator) varies the first grid key fastest: seed 0 of every candidate, then seed 1, ...
-    space = {RETRAIN_KEY: tune.grid_search(labels), "seed": tune.grid_search(list(spec.retrain.seeds))}
-    return tune.Tuner(trainable, param_space=space, tune_config=tune_config, run_config=run_config)
+    return tune.Tuner(trainable, param_space=retrain_space(plan), tune_config=tune_config, run_config=run_config)
 
 
 def run_retrain(spec: SweepSpec, store: ExperimentStore, rows: list[TrialRow], ctx, provenance: dict,
@@ -207,53 +194,77 @@ def run_retrain(spec: SweepSpec, store: ExperimentStore, rows: list[TrialRow], c
     if not picked:
         return None
     epochs = int(spec.fixed["epochs"])
-    record, configs = retrain_record(spec, picked, epochs)
+    seeds = list(spec.retrain.seeds)
+
+    def full(config: dict) -> dict:  # every config field, defaults included: "the same config" field by field
+        return config_to_dict(config_from_dict(recipe_cls.Config, config, source="re-training"))
+
+    plan = plan_runs(picked, run_configs(spec, picked, epochs), seeds, epochs, same=lambda a, b: full(a) == full(b))
+    record, configs = retrain_record(spec, picked, epochs, plan)
     folder, restore = retrain_folder(store, record)
     sub = ExperimentStore(store.root, f"{store.name}/{folder}")
-    rctx = dataclasses.replace(ctx, train_storage=sub.join(TRAIN_RUNS))
-    trainable = make_trainable(spec, rctx, retrain=configs)
-    seeds = list(spec.retrain.seeds)
     say("")
     say(f"re-training the top {len(picked)} configuration(s) ({', '.join(r.trial for r in picked)}) with seeds "
-        f"{', '.join(map(str, seeds))} for {epochs} epochs each (FIFO) -> {sub.local or sub.uri}"
-        + (" (continuing: finished runs kept)" if restore else ""))
-    if restore:
-        tuner = tune.Tuner.restore(sub.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
+        f"{', '.join(map(str, seeds))} for {epochs} epochs each (FIFO"
+        + (f", validating every {spec.retrain.eval_every} epochs" if spec.retrain.eval_every else "")
+        + f") -> {sub.local or sub.uri}" + (" (continuing: finished runs kept)" if restore else ""))
+    for (trial, seed), r in plan.reused.items():
+        say(f"  {retrain_label(trial, seed)} is search trial {r.trial} itself (the same config, seed and {epochs} "
+            "epochs): its best checkpoint is that row, not trained again")
+    if not restore:
         sub.write_json(CANDIDATES_FILE, record)
-        tuner = build_retrain_tuner(spec, trainable, store, folder, [r.trial for r in picked], epochs, provenance)
-    results = tuner.fit()
-    runs = collect_trials(results, spec.metric, epochs, (RETRAIN_KEY, "seed"), unfinished_trials(sub),
-                          train_runs=None if spec.resources.direct else f"{sub.path}/{TRAIN_RUNS}",
-                          failures=all_recorded(sub.join(TRAIN_RUNS)))
+    runs: list[TrialRow] = []
+    if plan.train:  # else every run is a search trial: no Tuner at all
+        rctx = dataclasses.replace(ctx, train_storage=sub.join(TRAIN_RUNS))
+        trainable = make_trainable(spec, rctx, retrain=configs)
+        if restore:
+            tuner = tune.Tuner.restore(sub.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = build_retrain_tuner(spec, trainable, store, folder, plan, epochs, provenance)
+        runs = collect_trials(tuner.fit(), spec.metric, epochs, (RUN_KEY, RETRAIN_KEY, "seed"), unfinished_trials(sub),
+                              train_runs=None if spec.resources.direct else f"{sub.path}/{TRAIN_RUNS}",
+                              failures=all_recorded(sub.join(TRAIN_RUNS)))
     out = Retrained(folder=folder, epochs=epochs, seeds=seeds, candidates=[
         Candidate(trial=r.trial, trial_id=r.trial_id, params=r.params, search_best=r.best, search_epochs=r.epochs)
         for r in picked])
-    if any(run.status == STATUS_UNFINISHED for run in runs) or len(runs) < len(picked) * len(seeds):
+    if any(run.status == STATUS_UNFINISHED for run in runs) or len(runs) < len(plan.train):
         out.interrupted = True
         return out
     by_trial = {c.trial: c for c in out.candidates}
-    for run in sorted(runs, key=lambda run: (run.params.get(RETRAIN_KEY, ""), int(run.params.get("seed", 0)))):
-        row = {"seed": int(run.params["seed"]), "run": run.trial, "status": run.status, "epochs_run": run.epochs,
-               "trial_path": run.path}
-        if run.status == STATUS_FAILED or run.checkpoint is None:
-            row["error"] = run.error or "no checkpoint"
-        else:
-            tested = restore_and_test(spec, run.checkpoint, run.trial, recipe_cls, dataset, prepared)
-            row.update(best_epoch=tested.state.best_epoch, val=tested.val, test=tested.test)
-        by_trial[run.params[RETRAIN_KEY]].rows.append(row)
+    sources: dict[str, TrialRow] = {}  # a row's "run" -> the trial whose best checkpoint it is
+    for (trial, seed), r in plan.reused.items():
+        by_trial[trial].rows.append(seed_row(spec, seed, r, f"search trial {r.trial}", recipe_cls, dataset, prepared))
+        sources[r.trial] = r
+    for run in runs:
+        trial, seed = retrain_run(run.config)
+        by_trial[trial].rows.append(seed_row(spec, seed, run, RETRAINED, recipe_cls, dataset, prepared))
+        sources[run.trial] = run
+    for c in out.candidates:
+        c.rows.sort(key=lambda row: row["seed"])
     out.candidates = rank(out.candidates, spec.metric, spec.mode)
     if out.candidates[0].done:
-        out.metrics = export_chosen(spec, store, out, runs, recipe_cls, dataset, prepared, data_root)
+        out.metrics = export_chosen(spec, store, out, sources, recipe_cls, dataset, prepared, data_root)
     return out
 
 
-def export_chosen(spec: SweepSpec, store: ExperimentStore, out: Retrained, runs: list[TrialRow], recipe_cls,
+def seed_row(spec: SweepSpec, seed: int, run: TrialRow, source: str, recipe_cls, dataset, prepared) -> dict:
+    """One seed's row: `run`'s best checkpoint tested on valid and test (or its error)."""
+    row = {"seed": seed, "run": run.trial, "source": source, "status": run.status, "epochs_run": run.epochs,
+           "trial_path": run.path}
+    if run.status == STATUS_FAILED or run.checkpoint is None:
+        row["error"] = run.error or "no checkpoint"
+    else:
+        tested = restore_and_test(spec, run.checkpoint, run.trial, recipe_cls, dataset, prepared)
+        row.update(best_epoch=tested.state.best_epoch, val=tested.val, test=tested.test)
+    return row
+
+
+def export_chosen(spec: SweepSpec, store: ExperimentStore, out: Retrained, sources: dict[str, TrialRow], recipe_cls,
                   dataset, prepared, data_root) -> dict:
     """best/ from the chosen candidate: its best-validation seed's run file and weights, every seed's row."""
     chosen = out.candidates[0]
     row = best_seed_row(chosen, spec.metric, spec.mode)
-    run = next(r for r in runs if r.trial == row["run"])
+    run = sources[row["run"]]
     tested = restore_and_test(spec, run.checkpoint, run.trial, recipe_cls, dataset, prepared, evaluate=False)
     metric, test_key = spec.metric, metric_key("test", spec.metric)
     where = store.local or store.uri
@@ -264,7 +275,9 @@ def export_chosen(spec: SweepSpec, store: ExperimentStore, out: Retrained, runs:
               f"#   mean {metric} {chosen.mean(metric):.4f} +- {chosen.std(metric):.4f}, "
               f"mean {test_key} {chosen.mean(test_key):.4f} +- {chosen.std(test_key):.4f} (best/metrics.json)\n"
               f"# seed {row['seed']}: the seed whose validation was best; best/checkpoint.pt holds its weights\n"
-              f"# replay: python -m kgsearch.train {where}/best/config.yaml --threads {threads}"
+              + "".join(f"# seed {s}: search trial {chosen.trial} itself (the same config, seed and epochs), not "
+                        "trained again\n" for s in chosen.reused())
+              + f"# replay: python -m kgsearch.train {where}/best/config.yaml --threads {threads}"
               + (f"   (another seed's row: --set params.seed=S, S in {others})" if others else "")
               + f"\n# (--threads {threads}: the trials' CPU threads, for the same numbers to the last digit)")
     write_best(spec, store, tested, dict(tested.run.params), data_root, header)
@@ -272,7 +285,8 @@ def export_chosen(spec: SweepSpec, store: ExperimentStore, out: Retrained, runs:
             "best_epoch": row["best_epoch"],
             "val": row["val"], "test": row["test"], "test_key": test_key, "trial_path": row["trial_path"],
             "checkpoint_seed": row["seed"], "retrain": {"folder": out.folder, "top_k": spec.retrain.top_k,
-                                                        "seeds": out.seeds, "epochs": out.epochs},
+                                                        "seeds": out.seeds, "epochs": out.epochs,
+                                                        "eval_every": spec.retrain.eval_every},
             "winners": [{**c.summary(), "chosen": i == 0} for i, c in enumerate(out.candidates)]}
     store.write_json("best/metrics.json", info)
     return info
@@ -281,6 +295,14 @@ def export_chosen(spec: SweepSpec, store: ExperimentStore, out: Retrained, runs:
 def replay_threads(spec: SweepSpec) -> int:
     """The torch threads a trial trained with (kgsearch.sweep.trial), which a replay needs for equal numbers."""
     return max(1, int(spec.resources.cpus_per_worker))
+
+
+def seeds_cell(c: Candidate) -> str:
+    """"3/3", "2/3 (failed: 2)", "3/3; seed 0 = search trial t003" (that seed's row is the search trial itself)."""
+    failed = [str(r["seed"]) for r in c.rows if "val" not in r]
+    reused = ", ".join(map(str, c.reused()))
+    return (f"{len(c.done)}/{len(c.rows)}" + (f" (failed: {', '.join(failed)})" if failed else "")
+            + (f"; seed {reused} = search trial {c.trial}" if reused else ""))
 
 
 def retrain_lines(out: Retrained, metric: str, test_key: str) -> list[str]:
@@ -294,8 +316,7 @@ def retrain_lines(out: Retrained, metric: str, test_key: str) -> list[str]:
         body.append(["*" if i == 0 and c.done else "", c.trial, fmt(c.search_best),
                      f"{c.mean(metric):.4f} ± {c.std(metric):.4f}" if c.done else "-",
                      f"{c.mean(test_key):.4f} ± {c.std(test_key):.4f}" if c.done else "-",
-                     f"{len(c.done)}/{len(c.rows)}" + (" (failed: " + ", ".join(str(r["seed"]) for r in c.rows
-                                                                               if "val" not in r) + ")" if c.failed else "")])
+                     seeds_cell(c)])
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
     lines = [f"re-trained at full length ({out.epochs} epochs) with seeds {', '.join(map(str, out.seeds))}; "
              f"* = best mean {metric}:",

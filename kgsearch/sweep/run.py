@@ -11,7 +11,8 @@ Layout of an experiment folder (`<storage>/<name>/`, a local/shared path or a bu
     _train/<id>/            worker-group trials' Ray Train runs (their checkpoints)
     trials.csv              one row per trial: searched values, best validation metric, epochs, status
     retrain/                the re-training (a second Tune experiment): candidates.json (the top-k configurations,
-                            seeds, epochs), t003-s1_<id>/ one run per configuration and seed, _train/
+                            seeds, epochs), t003-s1_<id>/ one run per configuration and seed, _train/ (none for
+                            a seed whose run is the search trial itself: its row is that trial's best checkpoint)
     best/config.yaml        run file of the best configuration (best mean validation over the seeds), with the
                             seed whose validation was best (`python -m kgsearch.train best/config.yaml`,
                             `--set params.seed=S` for another seed's row); retrain.top_k 0: the best search trial
@@ -179,8 +180,9 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'}, "
         f"{spec.retries} retr{'y' if spec.retries == 1 else 'ies'} [{mode} Ray] -> {exp}")
     if spec.retrain.on:
+        cadence = f", validating every {spec.retrain.eval_every} epochs" if spec.retrain.eval_every else ""
         say(f"then the top {spec.retrain.top_k} configuration(s) re-trained for {spec.scheduler.max_t} epochs with "
-            f"seeds {', '.join(map(str, spec.retrain.seeds))}: best/ is the best mean {spec.metric}")
+            f"seeds {', '.join(map(str, spec.retrain.seeds))}{cadence}: best/ is the best mean {spec.metric}")
     if not resuming:
         from kgsearch.sweep.plan import start_lines
 

@@ -166,6 +166,11 @@ class RetrainSpec(_Strict):
 
     top_k: int = Field(3, ge=0)  # 0: off (best/ is the single best search trial)
     seeds: list[Annotated[StrictInt, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # Validate every this many epochs in the re-training runs only (and at the last epoch); None: the search's
+    # (`fixed.eval_every`, which ASHA needs every epoch). Each run's best checkpoint is then the best of these
+    # validations. A value other than the search's makes no search trial the same run as a seed's re-training,
+    # so none is reused (kgsearch.sweep.retrain).
+    eval_every: int | None = Field(None, ge=1)
 
     @property
     def on(self) -> bool:

@@ -130,6 +130,11 @@ class EpochReporter(FitHooks):
         if self.setup_s is None:  # trial start -> first training step (worker group start-up included)
             first_step = time.time() - metrics.get("epoch_time", 0.0) - metrics.get("eval_time", 0.0)
             self.setup_s = max(0.0, first_step - self.started_at)
+        if self.metric not in metrics:
+            # Before the first validation there is no sweep metric to carry, and Tune refuses a result without
+            # it: these epochs are not reported (no checkpoint is due before a validation either). Every rank
+            # skips the same epochs.
+            return
         metrics["setup_s"] = self.setup_s
         metrics["trial_started_at"] = self.started_at  # wall clock, for the overhead analysis
         metrics["best_epoch"] = int(state.best_epoch)

@@ -8,7 +8,7 @@ import os
 from kgsearch.errors import KGSearchError
 from kgsearch.sweep.checkpoints import keep_config
 from kgsearch.sweep.failures import FailureRecorder
-from kgsearch.sweep.progress import RETRAIN_KEY, ProgressPrinter, ProvenanceWriter, trial_dirname
+from kgsearch.sweep.progress import ProgressPrinter, ProvenanceWriter, retrain_run, trial_dirname
 from kgsearch.sweep.ray_env import driver_resources
 from kgsearch.sweep.restore import TRAIN_RUNS
 from kgsearch.sweep.searcher import make_search_alg
@@ -41,7 +41,8 @@ def trainable_module(model: str):
 
 def retrain_driver_fn(config: dict, context, model: str, configs: dict[str, dict]) -> None:
     """The re-training's Tune function trial: the search trial's config `configs[label]` with the run's seed."""
-    params = {**configs[config[RETRAIN_KEY]], "seed": int(config["seed"])}
+    trial, seed = retrain_run(config)
+    params = {**configs[trial], "seed": seed}
     trainable_module(model).train_driver_fn(params, context=context)
 
 

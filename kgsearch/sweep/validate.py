@@ -259,6 +259,9 @@ def _retrain(parsed: SweepFile, smoke: bool, retrain: bool | None, space: dict, 
     elif "seed" in space:
         problems.add(doc.error(("space", "seed"), "the re-training sets each run's seed, so `seed` cannot be "
                                                   f"searched too; fix it in `fixed`, or set {'.'.join(section)}.top_k: 0"))
+    if spec.eval_every is not None and "eval_every" not in field_names(config_cls):
+        problems.add(doc.error(section + ("eval_every",), "this model's config has no `eval_every` field; remove "
+                                                          f"{'.'.join(section)}.eval_every"))
     return spec
 
 
