@@ -97,6 +97,8 @@ def metric_label(data: SweepData) -> str:
 
 
 def _legend_outside(ax, **kw) -> None:
+    if not ax.get_legend_handles_labels()[0]:  # nothing labelled (e.g. every trial failed): no empty legend
+        return
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, framealpha=0.9, **kw)
 
 
