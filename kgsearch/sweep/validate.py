@@ -194,8 +194,7 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
     start_from, start_values = None, {}
     with problems.check():  # the first trial: a run file's values of the searched params
         start_from, start_values = warm_start(parsed.start_from, name=name, source=source, model=parsed.model,
-                                              dataset=parsed.dataset, space=space, config_cls=config_cls, doc=doc,
-                                              report=problems.add)
+                                              space=space, config_cls=config_cls, doc=doc, report=problems.add)
     if sched["type"] == "asha" and sched["grace_period"] % eval_every and sched["grace_period"] < sched["max_t"]:
         where = ("smoke", "grace_period") if smoke else ("scheduler", "grace_period")
         problems.add(doc.error(where, f"grace_period {sched['grace_period']} must be a multiple of eval_every "

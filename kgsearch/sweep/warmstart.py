@@ -118,7 +118,7 @@ def is_study(path: str | os.PathLike | None) -> bool:
     return path is not None and Path(path).name == JOURNAL_FILE
 
 
-def find_run_file(start_from: Any, name: str, source: str, model: str, dataset: str, doc: YamlDoc):
+def find_run_file(start_from: Any, name: str, source: str, model: str, doc: YamlDoc):
     """The run file the first trial comes from, as (path, RunFile, how), or None."""
     if _is_off(start_from):
         return None
@@ -190,11 +190,11 @@ def start_values(path: Path, run, space: dict[str, Param], config_cls: type, doc
     return values
 
 
-def warm_start(start_from: Any, *, name: str, source: str, model: str, dataset: str, space: dict[str, Param],
+def warm_start(start_from: Any, *, name: str, source: str, model: str, space: dict[str, Param],
                config_cls: type, doc: YamlDoc, report: Callable[[KGSearchError], None]
                ) -> tuple[str | None, dict[str, Any]]:
     """(the run file's absolute path, the first trial's searched values), or (None, {})."""
-    found = find_run_file(start_from, name, source, model, dataset, doc)
+    found = find_run_file(start_from, name, source, model, doc)
     if found is None:
         return None, {}
     path, run, _ = found
