@@ -277,8 +277,9 @@ class DansRecipe:
             prepared["cluster_labels"] = _clusters(config, dataset, {"entity": prepared["entity_embeddings"]})
             prepared["num_clusters"] = config.num_clusters
         torch.manual_seed(config.seed)  # identical initial weights on every rank
+        # Only the margin losses sample random negatives to filter; softmax bases (complex_n3, nbfnet) score all.
         truth = (TrueAnswers(dataset.train, dataset.num_entities, dataset.num_relations)
-                 if config.filter_negatives else None)
+                 if config.filter_negatives and config.scorer in MARGIN_SCORERS else None)
         self.model = DansModel(config, dataset.num_entities, dataset.num_relations,
                                prepared if config.dans else None, truth,
                                bf16=use_bf16(config.precision, self.device), train=dataset.train).to(self.device)
