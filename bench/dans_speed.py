@@ -20,6 +20,7 @@ import time
 import torch
 import yaml
 
+from kgsearch.allocator import restart_with_allocator_env, tune_allocator
 from kgsearch.config import config_from_dict
 from kgsearch.dans.recipe import DansConfig, DansRecipe
 from kgsearch.data import load
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="DansConfig field for both variants (e.g. dim=200)")
     args = parser.parse_args(argv)
+    tune_allocator()  # kgsearch/allocator.py: page faults otherwise cost up to a third of an epoch
     torch.set_num_threads(args.threads)
     run = RunFile.load(args.config) if args.config else RunFile(model="dans", dataset="umls")
     dataset = load(args.dataset or run.dataset, data_root=args.data_root or run.data_root)
@@ -89,4 +91,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    restart_with_allocator_env()
     main()

@@ -30,6 +30,7 @@ import time
 import torch
 import yaml
 
+from kgsearch.allocator import restart_with_allocator_env, tune_allocator
 from kgsearch.config import config_from_dict
 from kgsearch.data import load
 from kgsearch.dkgr.recipe import DkgrConfig, DkgrRecipe
@@ -151,10 +152,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="epoch: a DkgrConfig field (YAML value), e.g. share_history=true; repeatable")
     args = parser.parse_args(argv)
+    tune_allocator()  # kgsearch/allocator.py: page faults otherwise cost up to a third of an epoch
     torch.set_num_threads(args.threads)
     result = bench_layers(args) if args.what == "layers" else bench_epoch(args)
     print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
+    restart_with_allocator_env()
     main()

@@ -31,6 +31,7 @@ import time
 
 import torch
 
+from kgsearch.allocator import restart_with_allocator_env, tune_allocator
 from kgsearch.data import load
 from kgsearch.dkgr.recurrency import RecurrencyIndex, evaluate_recurrency
 from kgsearch.errors import cli_entry
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--score", choices=["last", "sum", "both"], default="both")
     parser.add_argument("--test-all", action="store_true", help="also print the test metrics of every lambda")
     args = parser.parse_args(argv)
+    tune_allocator()  # kgsearch/allocator.py: page faults otherwise cost up to a third of an epoch
     torch.set_num_threads(args.threads)
     lambdas = [float(x) for x in args.lambdas.split(",") if x.strip()]
 
@@ -92,4 +94,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    restart_with_allocator_env()
     main()

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from kgsearch.allocator import restart_with_allocator_env, tune_allocator
 from kgsearch.errors import KGSearchError, cli_entry
 from kgsearch.overrides import apply_overrides
 from kgsearch.progress import console
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch CPU threads (default: torch's, one per core); a sweep's trials train with "
                         "resources.cpus_per_worker threads, and the same count reproduces their numbers exactly")
     args = parser.parse_args(argv)
+    tune_allocator()  # kgsearch/allocator.py: page faults otherwise cost up to a third of an epoch
     if args.threads is not None:
         if args.threads < 1:
             parser.error(f"--threads: expected a positive integer, got {args.threads}")
@@ -125,4 +127,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_allocator_env()
     main()

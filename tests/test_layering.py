@@ -12,7 +12,7 @@ MAX_LINES = 400
 LAYER_NAMES = ["foundation", "data", "registry", "models", "run", "entry points", "binders"]
 FOUNDATION = {"kgsearch", "kgsearch.errors", "kgsearch.yamlio", "kgsearch.provenance", "kgsearch.cache",
               "kgsearch.precision", "kgsearch.sharding", "kgsearch.config", "kgsearch.overrides",
-              "kgsearch.progress"}
+              "kgsearch.progress", "kgsearch.allocator"}
 
 
 def _module_files() -> dict[str, Path]:

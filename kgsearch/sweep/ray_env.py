@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import logging
 import math
@@ -12,11 +11,6 @@ from pathlib import Path
 from kgsearch.errors import KGSearchError
 from kgsearch.sweep.spec import SweepSpec
 
-# glibc hands freed memory back to the OS too eagerly for embedding training: RotatE epochs ran ~2x
-# faster with these on an idle box, a DANS trial ~1.3x on a loaded one (docs/ray.md, docs/benchmarks_sweep.md).
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "17179869184",
-              "MALLOC_TOP_PAD_": "1073741824"}
-_MALLOPT = {"MALLOC_TRIM_THRESHOLD_": -1, "MALLOC_TOP_PAD_": -2, "MALLOC_MMAP_THRESHOLD_": -3}
 # Quiet driver: no Tune banner/tables (our ProgressPrinter shows trials), no Train preemption watcher,
 # no warning for the experiment snapshot that each checkpoint forces (num_to_keep=1; measured cheap).
 QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_DEDUP_LOGS": "1",
@@ -35,20 +29,6 @@ PATCHED = ("ray.air.execution._internal.actor_manager", "RayActorManager", "_act
 def in_ray_job() -> bool:
     """True inside `ray job submit` (the job supervisor sets this for the entrypoint)."""
     return "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ
-
-
-def allocator_env() -> dict[str, str]:
-    """The glibc malloc settings for trial processes (and this one, via mallopt); empty if disabled."""
-    if os.environ.get("KGSEARCH_NO_MALLOC_TUNING"):
-        return {}
-    env = {k: os.environ.get(k, v) for k, v in MALLOC_ENV.items()}
-    try:  # this process is already running: apply the same settings through mallopt(3)
-        libc = ctypes.CDLL("libc.so.6")
-        for key, param in _MALLOPT.items():
-            libc.mallopt(param, int(env[key]))
-    except (OSError, AttributeError, ValueError):
-        pass  # not glibc: the env vars are harmless
-    return env
 
 
 class _DropTrialTracebacks(logging.Filter):

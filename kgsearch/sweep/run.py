@@ -33,12 +33,12 @@ import warnings
 from pathlib import Path
 
 from kgsearch.errors import KGSearchError
+from kgsearch.allocator import tune_allocator
 from kgsearch.progress import console
 from kgsearch.sweep.export import export_best
 from kgsearch.sweep.failures import all_recorded
 from kgsearch.sweep.progress import echo
-from kgsearch.sweep.ray_env import (adapt_resources, allocator_env, in_ray_job, quiet_tune_logs, start_ray,
-                                    survive_killed_trials)
+from kgsearch.sweep.ray_env import adapt_resources, in_ray_job, quiet_tune_logs, start_ray, survive_killed_trials
 from kgsearch.sweep.report import report_line, summary_table
 from kgsearch.sweep.restore import (SPEC_FILE, SPEC_FORMAT, TRAIN_RUNS, grown_samples, plan, rerun_candidates,
                                     unfinished_trials)
@@ -147,7 +147,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
     # Everything that can fail on bad input happens before Ray starts and before `exp` is touched.
     recipe_cls, config, dataset, prepared = prepare_data(spec, data_root, say)
     prepared_at = time.time()
-    env = allocator_env()
+    env = tune_allocator()
     mode = start_ray(env)
     ray_ready_at = time.time()
     import ray

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import torch
 
+from kgsearch.allocator import tune_allocator
 from kgsearch.config import config_from_dict, config_to_dict
 from kgsearch.errors import KGSearchError
 from kgsearch.recipe import prepared_values
@@ -72,6 +73,7 @@ def build_recipe(recipe_cls: type, params: dict, ctx: TrialContext, device: torc
                  rank: int = 0, world_size: int = 1):
     import ray
 
+    tune_allocator()  # also where the trial's runtime_env did not carry the settings
     config = config_from_dict(recipe_cls.Config, params, source=f"trial config ({ctx.model})")
     mine = prepared_values(recipe_cls, config)
     if mine != ctx.prepared_for:
