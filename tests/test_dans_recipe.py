@@ -242,6 +242,22 @@ def test_a_degree_one_anchor_gets_the_fill_value():
     assert torch.allclose(out[1], emb[0])  # 1's neighbours are 0 and 2; 2 is the answer
 
 
+@pytest.mark.parametrize("rows, later_rows_count", [("generated", False), ("all", True)])
+def test_diffusion_rows_says_which_rows_train_the_denoiser(data, prepared, rows, later_rows_count):
+    """With `diffusion_rows: generated` L_Diff is taken on the first gen_fraction of the batch only, so
+    changing the queries behind them leaves it unchanged; with `all` it does not."""
+    model = DansRecipe(make_config(gen_fraction=0.5, diffusion_rows=rows), data, prepared).model
+    anchor, rel, target = torch.arange(8) % N, torch.zeros(8, dtype=torch.long), (torch.arange(8) + 1) % N
+    moved = target.clone()
+    moved[4:] = (moved[4:] + 5) % N  # rows 4..7 lie beyond the generated half
+
+    def diff(t):
+        return model._generate(anchor, rel, t, tau=0.5, generator=torch.Generator().manual_seed(0))[0]
+
+    assert torch.equal(diff(target), diff(target))  # seeded: the same call gives the same loss
+    assert (not torch.equal(diff(target), diff(moved))) == later_rows_count
+
+
 class TestDansContract(RecipeContract):
     recipe = "dans"
 

@@ -190,7 +190,8 @@ class DansModel(nn.Module):
             return {"loss": plain, "kgc1": zero, "kgc2": plain.detach(), "diff": zero}
         h = h.detach()
         mean, std, x0, cond = self._gnn_condition(h, anchor, rel, target)
-        diff, generated, kappa, weights = self._diffuse(x0, cond, target, tau, generator, mean, std)
+        n, g = self._diffusion_rows(len(target))
+        diff, generated, kappa, weights = self._diffuse(x0[:n], cond[:n], target[:n], g, tau, generator, mean, std)
         gen_logits = scorer.score(generated, rel[:len(kappa)])  # [g, m]: MLP([x̂; q])
         beta_m = c.margin_increment if c.dtm else 0.0
         mixed = softmax_loss(logits, target, gen_logits, kappa, weights, tau, beta_m, c.eta)
@@ -219,22 +220,31 @@ class DansModel(nn.Module):
             parts += [(centroid - mean) / std, (nbr - mean) / std]
         return mean, std, x0, torch.cat(parts, dim=-1)
 
+    def _diffusion_rows(self, batch: int) -> tuple[int, int]:
+        """(rows L_Diff is taken on, rows that get generated negatives), both the batch's first ones (a batch
+        is a random permutation): the whole batch and its first gen_fraction, or with `diffusion_rows:
+        generated` the latter for both."""
+        g = max(1, round(self.config.gen_fraction * batch))
+        return (g if self.config.diffusion_rows == "generated" else batch), g
+
     def _generate(self, anchor, rel, target, tau, generator):
-        """`_diffuse` in a KGE scorer's entity-embedding space."""
+        """`_diffuse` in a KGE scorer's entity-embedding space (no condition for rows the denoiser never sees)."""
         entity = self.scorer.entity.detach()
         mean, std = column_stats(entity)
+        n, g = self._diffusion_rows(len(target))
+        anchor, rel, target = anchor[:n], rel[:n], target[:n]
         x0 = (entity.index_select(0, target) - mean) / std
-        return self._diffuse(x0, self._condition(anchor, rel, target, mean, std), target, tau, generator, mean, std)
+        cond = self._condition(anchor, rel, target, mean, std)
+        return self._diffuse(x0, cond, target, g, tau, generator, mean, std)
 
-    def _diffuse(self, x0, cond, target, tau, generator, mean, std):
-        """L_Diff on the whole batch, and graded negatives for its first `g` queries (the batch is a random
-        permutation): (L_Diff, generated [g, m, D] mapped back by mean / std, κ [g], loss weight per band)."""
+    def _diffuse(self, x0, cond, target, g, tau, generator, mean, std):
+        """L_Diff on the rows given, and graded negatives for the first `g` of them:
+        (L_Diff, generated [g, m, D] mapped back by mean / std, κ [g], loss weight per band)."""
         c, device = self.config, target.device
         abar = self._alpha_bar(target)
         with autocast(device, self.bf16):
             cond_proj = self.denoiser.project_condition(cond)
             diff = diffusion_loss(self.denoiser, x0, abar, cond_proj, generator).float()  # Eq. 11
-        g = max(1, round(c.gen_fraction * len(target)))
         rows = torch.arange(g, device=device).repeat_interleave(c.gen_negatives)
         with autocast(device, self.bf16):  # the chain carries no gradient
             bands = reverse_chain(self.denoiser, x0[rows], abar[rows], cond_proj.detach()[rows], self.plan,

@@ -92,6 +92,9 @@ class DansConfig:
     time_dim: int = 32                 # size of the sinusoidal timestep embedding emb(t) (Eq. 7, 10)
     gen_fraction: float = 0.25         # share of each batch's positives that get generated negatives
     gen_negatives: int = 2             # generated negatives (parallel reverse chains) per such positive
+    diffusion_rows: Literal["all", "generated"] = "all"  # rows L_Diff trains the denoiser on: the whole
+                                       # batch (paper) or only those that get generated negatives, which
+                                       # cuts the denoiser's training cost by 1 / gen_fraction
     num_clusters: int = 10             # K: K-means entity types for x_type (CCD)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # denoiser matmuls (L_Diff, reverse chain); auto =
                                        # bf16 where the CPU (avx512_bf16/AMX) or GPU has it, else fp32
