@@ -117,7 +117,8 @@ class DkgrModel(nn.Module):
         if self.static:
             num_words = len(static_graph["words"])
             self.word_emb = nn.Parameter(torch.empty(num_words, d))
-            self.static_rel = nn.Parameter(torch.empty(2 * NUM_STATIC_RELATIONS, d))
+            loops = bool(getattr(cfg, "gat_self_loops", False))
+            self.static_rel = nn.Parameter(torch.empty(2 * NUM_STATIC_RELATIONS + loops, d))
             nn.init.normal_(self.word_emb)
             nn.init.xavier_normal_(self.static_rel)
             self.rgat = RelationalGAT(d, cfg.gat_layers, cfg.dropout)
@@ -126,8 +127,12 @@ class DkgrModel(nn.Module):
             # Without the inverse edges word nodes would receive nothing and go to zero after layer 1.
             ent, word, rel = (static_graph[k].long() for k in ("ent", "word", "rel"))
             word = word + N
-            self._static_edges = (torch.cat([word, ent]).to(device), torch.cat([ent, word]).to(device),
-                                  torch.cat([rel, rel + NUM_STATIC_RELATIONS]).to(device))
+            src, dst, etype = torch.cat([word, ent]), torch.cat([ent, word]), torch.cat([rel, rel + NUM_STATIC_RELATIONS])
+            if loops:  # a node's own state joins its update, so layer 2 passes on what layer 1 took from the words
+                every = torch.arange(N + num_words)
+                src, dst = torch.cat([src, every]), torch.cat([dst, every])
+                etype = torch.cat([etype, torch.full_like(every, 2 * NUM_STATIC_RELATIONS)])
+            self._static_edges = (src.to(device), dst.to(device), etype.to(device))
 
     # ------------------------------------------------------------------ encoder
     def static_embedding(self) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Relational-GAT over the static attribute graph (paper Eq. 8-10); its entity rows are E_s.
 
 Eq. 8   alpha_ij = softmax_{j in N_i}( LeakyReLU( a^T [W e_i || W e_j || W_r r_ij] ) )
-Eq. 9   e_i^{l+1} = sigma( sum_{j in N_i} alpha_ij W e_j^l )          (no self-loop)
+Eq. 9   e_i^{l+1} = sigma( sum_{j in N_i} alpha_ij W e_j^l )   (N_i has i itself only with gat_self_loops)
 Eq. 10  r^{l+1}   = sigmoid( W_b r^l )
 
 a^T [x || y || z] = a_i.x + a_j.y + a_r.z, so the logit of an edge is a sum of one scalar per receiving
