@@ -263,21 +263,24 @@ def test_one_evolution_step_matches_a_hand_computation():
     assert torch.allclose(h1, h_want, atol=1e-5)
 
 
-def test_final_entity_state_reaches_the_decoders_unnormalised():
-    """Pins the current behaviour: with `layer_norm`, R_t and E'_t are L2-normalised but E_t, the
-    gate's mix of E'_t and E_{t-1}, is not, and the decoders score tanh(E_t) of that un-normalised
-    state (RE-GCN normalises E_t before decoding; issue 15 asks to measure that)."""
-    model = tiny_model(decoder="fc")
+@pytest.mark.parametrize("final_norm", [False, True])
+def test_the_decoders_get_a_normalised_final_state_only_with_final_norm(final_norm):
+    """With `layer_norm`, R_t and E'_t are L2-normalised but E_t, the gate's mix of E'_t and E_{t-1}, is
+    not; the decoders score tanh(E_t) of that state, or of E_t normalised once more with `final_norm`
+    (RE-GCN), in training and in evaluation alike."""
+    model = tiny_model(decoder="fc", final_norm=final_norm)
     hist = tiny_history()
     seen = []
     decoder_forward = model.entity_decoder.forward
     model.entity_decoder.forward = lambda a, b, cand: seen.append(cand.detach()) or decoder_forward(a, b, cand)
     model(_batch(hist))                                     # the training loss (Eq. 17)
     with torch.no_grad():
-        h, r, _ = model.encode(hist.steps_for(3), model.static_embedding())
+        h, r, hs = model.encode(hist.steps_for(3), model.static_embedding())
     assert torch.allclose(r.norm(dim=1), torch.ones(2 * R), atol=1e-5)
-    assert (h.norm(dim=1) - 1).abs().max() > 0.05           # E_t is not renormalised ...
-    assert len(seen) == 1 and torch.allclose(seen[0], torch.tanh(h), atol=1e-6)   # ... and decoded as is
+    assert (hs[-1].norm(dim=1) - 1).abs().max() > 0.05      # the gated E_t itself is not renormalised
+    want = hs[-1] / hs[-1].norm(dim=1, keepdim=True) if final_norm else hs[-1]
+    assert torch.allclose(h, want, atol=1e-6)               # what evaluation decodes
+    assert len(seen) == 1 and torch.allclose(seen[0], torch.tanh(want), atol=1e-6)   # and training
 
 
 def test_history_never_reaches_the_predicted_timestamp():

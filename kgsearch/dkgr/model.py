@@ -11,8 +11,8 @@ snapshot, oldest first:
 
 Entity / relation prediction decode (tanh(E_t), R_t) after the last step. With `layer_norm` (RE-GCN's
 --layer-norm) R_t and E'_t are L2-normalised at every step, and E_{t-m} is normalised too; E_t itself,
-the gate's mix of E'_t and E_{t-1}, is not, so the decoders get an un-normalised state (RE-GCN
-normalises E_t once more before decoding; this code does not).
+the gate's mix of E'_t and E_{t-1}, is not, so the decoders get an un-normalised state unless
+`final_norm` normalises it once more before decoding, as RE-GCN does.
 
 Ablation switches (config): rgcn=False replaces E'_t by a learned, randomly initialised embedding
 table (paper "-RGCN": "replaced ... with randomly initialized embedding vectors"); gru=False replaces
@@ -177,7 +177,11 @@ class DkgrModel(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, list]:
         """(E_t, R_t, [E after each step]) after the history `steps` (at least one)."""
         hs, rs = self.evolve(steps, e_static)
-        return hs[-1], rs[-1], hs
+        return self._decoded_state(hs[-1]), rs[-1], hs
+
+    def _decoded_state(self, h: torch.Tensor) -> torch.Tensor:
+        """The entity state the decoders see: E_t, or with `final_norm` E_t L2-normalised (RE-GCN)."""
+        return l2_normalize(h) if getattr(self.cfg, "final_norm", False) else h
 
     # ------------------------------------------------------------------ decoders
     # `ent` is tanh(h) -- RE-GCN's ConvTransE squashes the entity matrix before decoding. Callers that
@@ -245,6 +249,7 @@ class DkgrModel(nn.Module):
         # ("sum") and 0.12 ("regcn") against 0.22 with both averaged ("mean", the default) -- and
         # 0.21 with no static graph at all (docs/benchmarks_dkgr.md).
         ce = "mean" if self.cfg.loss_reduction in ("mean", "regcn") else "sum"
+        h = self._decoded_state(h)
         ent = torch.tanh(h)
         # cpu_ops.cross_entropy = F.cross_entropy in fp32, without materialising fp32 [B, N] copies.
         scores = self.entity_scores(h, r, subj, rels, ent)

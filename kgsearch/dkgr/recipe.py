@@ -62,6 +62,7 @@ class DkgrConfig:
     feature_dropout: float = 0.2         # decoder feature-map dropout
     layer_norm: bool = True              # L2-normalise R_t and E'_t (R-GCN output) at each step; the
                                          # gated E_t is not renormalised (model.py docstring)
+    final_norm: bool = False             # L2-normalise the final E_t before the decoders (RE-GCN)
     angle_deg: float = 10.0              # gamma, growth of the angle threshold per step, degrees (Eq. 11)
     lambda_entity: float = 0.6           # lambda_1, weight of the entity loss L_e (Eq. 17)
     lambda_relation: float = 0.2         # lambda_2, weight of the relation loss L_r
