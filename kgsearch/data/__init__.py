@@ -6,7 +6,8 @@ documents the folder layout, on top of the file parsing in `parse`) into a `Stat
 `TemporalDataset` (`types`).
 
 Modules import downwards only: `types`, `names` and `parse` depend on nothing here, `readers` on
-`parse` and `types`, `download` on `names`, and this package on all of them.
+`parse` and `types`, `download` on `names`, and this package on all of them but `subgraph` (a seeded
+k-core subgraph of a static dataset, on `types`; imported where it is used, with networkx).
 """
 
 from __future__ import annotations

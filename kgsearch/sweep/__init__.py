@@ -11,6 +11,8 @@ Modules, each one job, in the order data flows through them:
     ray_env     join a cluster or start a local Ray, size trials to it
     searcher    Optuna behind the concurrency limit, and the trials a resume runs again
     tuner       searcher, scheduler, trainable and run settings -> a Tuner
+    rungs       scheduler grash's rung plan: configurations, subgraph share and epochs per rung
+    grash       the GraSH search: rung 0 is the search Tuner, later rungs Tuners over the promoted configs
     checkpoints when a trial writes a checkpoint, what is kept, which one is its best
     trial       the trial engine every trainables/<model>.py binds its recipe to
     faults      fault injection (a fit() hook) for the failure-handling tests

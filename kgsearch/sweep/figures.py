@@ -36,6 +36,7 @@ class TrialCurve:
     report_s: list[float] = field(default_factory=list)  # each report, seconds after the search began
     report_best: list[float] = field(default_factory=list)  # the trial's best so far at each report
     finished_s: float | None = None
+    fidelity: dict = field(default_factory=dict)  # a GraSH trial's rung, graph share, epochs (trials.csv)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import math
 
 import yaml
 
+from kgsearch.sweep.rungs import plan_rungs, rung_lines
 from kgsearch.sweep.spec import SweepSpec
 from kgsearch.sweep.validate import available_sweeps, resolve_sweep
 from kgsearch.sweep.warmstart import differences, display, is_study, listed
@@ -34,12 +35,21 @@ def search_value(spec: SweepSpec, key: str):
 def cost_lines(spec: SweepSpec) -> list[str]:
     s, res = spec.scheduler, spec.resources
     fifo = spec.num_samples * s.max_t
-    lines = [f"trials: {spec.num_samples} x <= {s.max_t} epochs = {fifo} trial-epochs at most (every trial to max_t)"]
+    lines = [f"trials: {spec.num_samples} x <= {s.max_t} epochs = {fifo} trial-epochs at most (every trial to max_t)"
+             if s.type != "grash" else f"trials: {spec.num_samples} configurations at rung 0, max_t {s.max_t} epochs"]
     if s.type == "asha":
         est = asha_epochs(spec.num_samples, s.grace_period, s.reduction_factor, s.max_t)
         lines.append(f"ASHA (grace {s.grace_period}, reduction {s.reduction_factor}): about {math.ceil(est)} "
                      f"trial-epochs; budget ~1.5x that ({math.ceil(1.5 * est)}), as measured on dans_umls")
         epochs = 1.5 * est
+    elif s.type == "grash":
+        rungs = plan_rungs(spec.num_samples, s.eta, s.budget, s.variant, s.max_t)
+        full = sum(r.cost(s.max_t) for r in rungs)
+        lines.append(f"GraSH ({s.variant}, eta {s.eta}, budget {s.budget:g}): {len(rungs)} rung(s), {full:.2f} full runs "
+                     f"= {math.ceil(full * s.max_t)} whole-graph epochs (subgraph shares as asked for; the sweep "
+                     "prints the ones it gets):")
+        lines += rung_lines(rungs, s.max_t)
+        epochs = full * s.max_t
     else:
         epochs = fifo
     r = spec.retrain
@@ -50,7 +60,7 @@ def cost_lines(spec: SweepSpec) -> list[str]:
                      f"({', '.join(map(str, r.seeds))}) x {s.max_t} epochs = {extra} trial-epochs (full length, "
                      f"FIFO{cadence}); best/ is the best mean validation")
         seed, every = search_value(spec, "seed"), search_value(spec, "eval_every")
-        if seed in r.seeds and r.eval_every in (None, every):
+        if seed in r.seeds and r.eval_every in (None, every) and s.type != "grash":
             lines.append(f"  up to {r.top_k} x {s.max_t} = {r.top_k * s.max_t} of them not run: a top-{r.top_k} trial "
                          f"that ran all {s.max_t} epochs (seed {seed}) is its own seed-{seed} run, reused as it is")
         epochs += extra

@@ -233,6 +233,8 @@ def _key(trial) -> str:
 # could be left out of its grid has {RETRAIN_KEY: "t003", "seed": 1} instead (a grid over both).
 RUN_KEY = "retrain_run"
 RETRAIN_KEY = "retrain_of"
+# A GraSH rung's run (kgsearch.sweep.grash): {RUNG_KEY: "t003-r1"}, rung 0's trial t003 trained at rung 1.
+RUNG_KEY = "rung_run"
 
 
 def retrain_label(trial: str, seed: int) -> str:
@@ -251,10 +253,13 @@ def retrain_run(config: dict) -> tuple[str, int] | None:
 
 def trial_label(trial) -> str:
     """t007 (the counter of the trial's creation; its folder is t007_<trial id>); a re-training run of
-    t007's configuration with seed 1: t007-s1 (kgsearch.sweep.retrain)."""
-    run = retrain_run(getattr(trial, "config", None) or {})
+    t007's configuration with seed 1: t007-s1 (kgsearch.sweep.retrain); at GraSH's rung 2: t007-r2."""
+    config = getattr(trial, "config", None) or {}
+    run = retrain_run(config)
     if run is not None:
         return retrain_label(*run)
+    if RUNG_KEY in config:
+        return str(config[RUNG_KEY])
     return f"t{trial_counter(trial):03d}"
 
 

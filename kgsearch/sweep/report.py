@@ -21,14 +21,18 @@ from pathlib import Path
 import yaml
 
 from kgsearch.sweep.progress import echo, fmt
-from kgsearch.sweep.results import STATUS_FAILED, TrialRow
+from kgsearch.sweep.results import FIDELITY_COLUMNS, STATUS_FAILED, TrialRow
 
 
 def summary_table(rows: list[TrialRow], metric: str, searched: tuple[str, ...], top: int = 8) -> str:
-    """The best `top` trials by validation metric, then a count of the rest."""
-    ranked = sorted(rows, key=lambda r: (not math.isfinite(r.best), -r.best if math.isfinite(r.best) else 0))
-    header = ["trial", "status", "epochs", f"best {metric}", *searched]
-    body = [[r.trial, r.status, str(r.epochs), fmt(r.best) if math.isfinite(r.best) else "-",
+    """The best `top` trials by validation metric, then a count of the rest. A GraSH sweep's (kgsearch.sweep.grash)
+    rank by rung first, the highest first: values on different subgraphs and epochs do not compare."""
+    rungs = any(r.fidelity for r in rows)
+    ranked = sorted(rows, key=lambda r: (-int(r.fidelity.get("rung", 0)), not math.isfinite(r.best),
+                                         -r.best if math.isfinite(r.best) else 0))
+    header = ["trial", *(["rung"] if rungs else []), "status", "epochs", f"best {metric}", *searched]
+    body = [[r.trial, *([str(r.fidelity.get("rung", "-"))] if rungs else []), r.status, str(r.epochs),
+             fmt(r.best) if math.isfinite(r.best) else "-",
              *[fmt(r.params[k]) if k in r.params else "-" for k in searched]] for r in ranked[:top]]
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
@@ -42,6 +46,11 @@ def summary_table(rows: list[TrialRow], metric: str, searched: tuple[str, ...], 
     for r in failed[:5]:
         lines.append(f"  {r.trial} failed: {r.error}")
     return "\n".join(lines)
+
+
+def trial_folders(exp: Path) -> list[Path]:
+    """The search's trial folders: t003_<id>/, and a GraSH sweep's later rungs' rung1/t003-r1_<id>/."""
+    return sorted([*exp.glob("t[0-9]*_*"), *exp.glob("rung[0-9]*/t[0-9]*_*")])
 
 
 def read_results(trial_folder: Path) -> list[dict]:
@@ -63,7 +72,7 @@ def analyse(exp: Path, metric: str | None = None, reach: float | None = None) ->
     tune_wall = timing["tune_finished_at"] - timing["tune_started_at"]
     work, setups, starts, first_reach = 0.0, [], [], None
     trials = 0
-    for folder in sorted(exp.glob("t[0-9]*_*")):
+    for folder in trial_folders(exp):
         rows = read_results(folder)
         trials += 1
         if not rows:
@@ -92,7 +101,7 @@ def analyse(exp: Path, metric: str | None = None, reach: float | None = None) ->
     if "retrain_started_at" in timing and "retrain_finished_at" in timing:  # kgsearch.sweep.retrain
         out["retrain_s"] = timing["retrain_finished_at"] - timing["retrain_started_at"]
     out["best_" + metric] = max((max((r.get(metric, -math.inf) for r in read_results(f)), default=-math.inf)
-                                 for f in exp.glob("t[0-9]*_*")), default=math.nan)
+                                 for f in trial_folders(exp)), default=math.nan)
     if reach is not None:
         out[f"first_{metric}>={reach}_s"] = first_reach
     return out
@@ -182,7 +191,7 @@ def load_experiment(exp: Path, reference: float | None = None, importances: dict
     if (exp / "trials.csv").exists():
         with open(exp / "trials.csv", newline="") as f:
             table = {row["trial"]: row for row in csv.DictReader(f)}
-    folders = {f.name.split("_")[0]: f for f in sorted(exp.glob("t[0-9]*_*")) if f.is_dir()}
+    folders = {f.name.split("_")[0]: f for f in trial_folders(exp) if f.is_dir()}
     results = {label: read_results(folder) for label, folder in folders.items()}
     timing = json.loads((exp / "timing.json").read_text()) if (exp / "timing.json").exists() else {}
     starts = [r[0].get("trial_started_at", r[0].get("timestamp", math.inf)) for r in results.values() if r]
@@ -209,6 +218,7 @@ def load_experiment(exp: Path, reference: float | None = None, importances: dict
         config = (rows[0].get("config") or {}) if rows else {}
         curve.params = {k: _number(row[k]) if k in row else config.get(k) for k in space
                         if row.get(k, "") != "" or k in config}
+        curve.fidelity = {k: row[k] for k in FIDELITY_COLUMNS if row.get(k, "") != ""}
         if not curve.status:
             done = rows[-1].get("epochs_done", 0) if rows else 0
             curve.status = "completed" if done >= max_t else STOPPED if rows else FAILED
@@ -223,11 +233,15 @@ def load_experiment(exp: Path, reference: float | None = None, importances: dict
 
 def _html_table(data) -> str:
     names = list(data.space)
-    ranked = sorted(data.trials, key=lambda t: (not math.isfinite(t.best), -t.best if data.mode == "max" else t.best))
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["trial", "status", "epochs", f"best {data.metric}", *names])
+    rungs = [k for k in FIDELITY_COLUMNS if any(k in t.fidelity for t in data.trials)]  # a GraSH sweep's
+    ranked = sorted(data.trials, key=lambda t: (-int(t.fidelity.get("rung", 0)), not math.isfinite(t.best),
+                                                -t.best if data.mode == "max" else t.best))
+    head = "".join(f"<th>{html.escape(h)}</th>"
+                   for h in ["trial", *rungs, "status", "epochs", f"best {data.metric}", *names])
     body = []
     for t in ranked:
-        cells = [t.label + (" (warm start)" if t.label == data.warm_start else ""), t.status,
+        cells = [t.label + (" (warm start)" if t.label == data.warm_start else ""),
+                 *[t.fidelity.get(k, "") for k in rungs], t.status,
                  str(int(max(t.epochs))) if t.epochs else "-", fmt(t.best) if math.isfinite(t.best) else "-",
                  *[fmt(t.params[n]) if t.params.get(n) is not None else "-" for n in names]]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")

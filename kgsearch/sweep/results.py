@@ -49,6 +49,13 @@ class TrialRow:
     time_s: float
     error: str = ""
     last: dict = field(default_factory=dict)
+    # A GraSH trial's rung (kgsearch.sweep.grash): FIDELITY_COLUMNS; {} for any other trial
+    fidelity: dict = field(default_factory=dict)
+
+
+# trials.csv's columns for a GraSH sweep: the rung, the share of the training triples its subgraph holds,
+# the epochs it trains, and whether the trial's configuration went on to the next rung.
+FIDELITY_COLUMNS = ("rung", "graph_share", "rung_epochs", "promoted")
 
 
 def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
@@ -115,14 +122,17 @@ def best_row(rows: list[TrialRow], mode: str = "max") -> TrialRow | None:
 
 
 def trials_csv(rows: list[TrialRow], metric: str, searched: tuple[str, ...]) -> str:
-    """trials.csv: one row per trial (searched values, best validation metric, epochs, status, error)."""
+    """trials.csv: one row per trial (searched values, best validation metric, epochs, status, error; a GraSH
+    sweep's trials their rung and fidelity too)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["trial", "trial_id", "status", "epochs", f"best_{metric}", "best_epoch", "time_s",
+    fidelity = FIDELITY_COLUMNS if any(r.fidelity for r in rows) else ()
+    writer.writerow(["trial", "trial_id", *fidelity, "status", "epochs", f"best_{metric}", "best_epoch", "time_s",
                      *searched, "error"])
     for r in rows:
-        writer.writerow([r.trial, r.trial_id, r.status, r.epochs, _csv_num(r.best), r.best_epoch,
-                         f"{r.time_s:.1f}", *[r.params.get(k, "") for k in searched], r.error])
+        writer.writerow([r.trial, r.trial_id, *[r.fidelity.get(k, "") for k in fidelity], r.status, r.epochs,
+                         _csv_num(r.best), r.best_epoch, f"{r.time_s:.1f}", *[r.params.get(k, "") for k in searched],
+                         r.error])
     return out.getvalue()
 
 

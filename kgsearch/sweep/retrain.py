@@ -185,12 +185,13 @@ def build_retrain_tuner(spec: SweepSpec, trainable, store: ExperimentStore, fold
 
 
 def run_retrain(spec: SweepSpec, store: ExperimentStore, rows: list[TrialRow], ctx, provenance: dict,
-                recipe_cls, dataset, prepared, data_root, say) -> Retrained | None:
+                recipe_cls, dataset, prepared, data_root, say, picked: list[TrialRow] | None = None) -> Retrained | None:
     """Re-train the top-k, test every run, choose by mean validation and write best/; None when no trial
-    qualifies. An interrupted re-training writes nothing to best/ (`interrupted`)."""
+    qualifies. An interrupted re-training writes nothing to best/ (`interrupted`). `picked`: the candidates
+    (a GraSH sweep's, kgsearch.sweep.grash), instead of the top-k of `rows` by validation metric."""
     from ray import tune
 
-    picked = select(rows, spec.retrain.top_k, spec.mode)
+    picked = select(rows, spec.retrain.top_k, spec.mode) if picked is None else picked[:spec.retrain.top_k]
     if not picked:
         return None
     epochs = int(spec.fixed["epochs"])

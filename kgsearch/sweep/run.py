@@ -37,6 +37,7 @@ from kgsearch.allocator import tune_allocator
 from kgsearch.progress import console
 from kgsearch.sweep.export import export_best
 from kgsearch.sweep.failures import all_recorded
+from kgsearch.sweep.grash import prepare_rungs, refuse_resume, rung_spec, run_rungs, share_rungs
 from kgsearch.sweep.progress import echo
 from kgsearch.sweep.ray_env import adapt_resources, in_ray_job, quiet_tune_logs, start_ray, survive_killed_trials
 from kgsearch.sweep.report import report_line, summary_table
@@ -134,6 +135,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         spec = SweepSpec.model_validate(stored["spec"])
         planned, grown = grown_samples(stored, resume_samples, resume_add)
         spec = spec.model_copy(update={"num_samples": grown})
+        if spec.scheduler.type == "grash":
+            refuse_resume(planned, grown, retrain)
         if not retrain:
             spec = spec.model_copy(update={"retrain": spec.retrain.model_copy(update={"top_k": 0})})
         data_root = data_root or stored.get("data_root")
@@ -146,6 +149,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
 
     # Everything that can fail on bad input happens before Ray starts and before `exp` is touched.
     recipe_cls, config, dataset, prepared = prepare_data(spec, data_root, say)
+    rungs = prepare_rungs(spec, recipe_cls, config, dataset, prepared, say) if spec.scheduler.type == "grash" else None
     prepared_at = time.time()
     env = tune_allocator()
     mode = start_ray(env)
@@ -164,7 +168,12 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
                        resources=spec.resources, train_storage=store.join(TRAIN_RUNS), shared=shared,
                        prepared_for=prepared_values(recipe_cls, config), fault=fault, worker_env=env,
                        checkpoints=spec.checkpoints)
-    trainable = make_trainable(spec, ctx)
+    search_spec, search_ctx = spec, ctx  # grash: the search Tuner is rung 0, at its fidelity (kgsearch.sweep.grash)
+    if rungs is not None:
+        share_rungs(rungs, ray, dataset, shared)
+        search_spec = rung_spec(spec, rungs[0].rung)
+        search_ctx = dataclasses.replace(ctx, shared=rungs[0].shared)
+    trainable = make_trainable(search_spec, search_ctx)
     prov = provenance(spec.fixed.get("seed"))
     if resuming:
         if stored.get("format") == SPEC_FORMAT:
@@ -174,7 +183,7 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
     else:
         record = {"format": SPEC_FORMAT, "spec": spec.model_dump(), "data_root": data_root, "ray": mode, **prov}
         store.write_text(SPEC_FILE, yaml_text(record, header=f"# resolved sweep settings ({spec.source}); read by --resume"))
-        tuner = build_tuner(spec, trainable, store, fail_fast, prov, time_budget_s)
+        tuner = build_tuner(search_spec, trainable, store, fail_fast, prov, time_budget_s)
     say(f"sweep {spec.name}: {spec.num_samples} trials x <= {spec.scheduler.max_t} epochs, "
         f"{spec.searcher.type} + {spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
         f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'}, "
@@ -196,12 +205,14 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         except tune.TuneError as exc:  # fail_fast stops the experiment by raising
             say(f"sweep stopped: {str(exc).splitlines()[0]}")
             results = tune.Tuner.restore(exp, trainable=trainable).get_results()
+        search = None if rungs is None else run_rungs(spec, store, results, rungs, ctx, prov, say, stop, fail_fast,
+                                                      time_budget_s, timing["tune_started_at"])
         if stop.received:
             say("SIGTERM: trials stopped and Tune's state saved; writing the results so far")
         timing["tune_finished_at"] = time.time()
         timing["max_concurrent_trials"] = spec.max_concurrent_trials
         outcome = finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing,
-                         ctx=ctx, provenance=prov, stop=stop, fail_fast=fail_fast)
+                         ctx=ctx, provenance=prov, stop=stop, fail_fast=fail_fast, search=search)
     outcome.terminated = stop.received
     return outcome
 
@@ -233,14 +244,16 @@ def extend_on_resume(store: ExperimentStore, stored: dict, planned: int, grown: 
 
 def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset, prepared, data_root, started,
            say, timing: dict | None = None, ctx=None, provenance: dict | None = None, stop=None,
-           fail_fast: bool = False) -> SweepOutcome:
+           fail_fast: bool = False, search=None) -> SweepOutcome:
     """Write trials.csv; re-train the top-k with seeds (a search that ran to its end, or to its time budget,
     `ctx` given; not after a --fail-fast stop) and export the best mean to best/, else the best trial's best
-    checkpoint; test it; print a summary."""
+    checkpoint; test it; print a summary. `search` (kgsearch.sweep.grash.GrashSearch): a GraSH sweep's rows of
+    every rung, and the re-training's candidates."""
     searched = spec.searched
-    rows = collect_trials(results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store),
-                          train_runs=None if spec.resources.direct else f"{store.path}/{TRAIN_RUNS}",
-                          failures=all_recorded(store.join(TRAIN_RUNS)))
+    rows = search.rows if search is not None else collect_trials(
+        results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store),
+        train_runs=None if spec.resources.direct else f"{store.path}/{TRAIN_RUNS}",
+        failures=all_recorded(store.join(TRAIN_RUNS)))
     store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))
     best = best_row(rows, spec.mode)
     unfinished = sum(r.status == STATUS_UNFINISHED for r in rows)
@@ -250,7 +263,8 @@ def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset
     if spec.retrain.on and ctx is not None and not unfinished and not stopped:
         if timing is not None:
             timing["retrain_started_at"] = time.time()
-        retrained = run_retrain(spec, store, rows, ctx, provenance or {}, recipe_cls, dataset, prepared, data_root, say)
+        retrained = run_retrain(spec, store, rows, ctx, provenance or {}, recipe_cls, dataset, prepared, data_root, say,
+                                picked=None if search is None else search.picked)
         if timing is not None:
             timing["retrain_finished_at"] = time.time()
     best_info = retrained.metrics if retrained is not None else None

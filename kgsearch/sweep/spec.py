@@ -120,10 +120,20 @@ class SearcherSpec(_Strict):
 
 
 class SchedulerSpec(_Strict):
-    type: Literal["asha", "fifo"] = "asha"  # fifo: every trial runs max_t epochs (no early stopping)
+    # fifo: every trial runs max_t epochs (no early stopping); grash: successive halving over rungs that train
+    # on k-core subgraphs and/or fewer epochs (kgsearch.sweep.grash; static graphs only)
+    type: Literal["asha", "fifo", "grash"] = "asha"
     max_t: int | None = Field(None, ge=1)  # epochs a trial may run (sets params.epochs); default: the config's epochs
     grace_period: int | None = Field(None, ge=1)  # epochs before ASHA may stop a trial; default: eval_every
-    reduction_factor: int = Field(3, ge=2)
+    reduction_factor: int = Field(3, ge=2)  # ASHA's
+    # grash (kgsearch.sweep.rungs): the best 1/eta of a rung go on to the next; ceil(log_eta(num_samples)) rungs
+    eta: int = Field(4, ge=2)
+    # grash: the search's cost in full-run equivalents (max_t epochs on the whole graph), spread evenly over
+    # the rungs; the re-training of the winners comes on top
+    budget: float = Field(3.0, gt=0, allow_inf_nan=False)
+    # grash: what a low rung saves on: combined (subgraph and epochs, the square root of its fidelity each),
+    # graph (subgraph only, max_t epochs), epoch (the whole graph, fewer epochs)
+    variant: Literal["combined", "graph", "epoch"] = "combined"
 
 
 class ResourcesSpec(_Strict):

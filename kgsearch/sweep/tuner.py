@@ -1,4 +1,5 @@
-"""Tuner assembly: Optuna searcher, ASHA/FIFO scheduler, the trainable with its resources, run settings."""
+"""Tuner assembly: Optuna searcher, ASHA/FIFO scheduler (FIFO within each GraSH rung), the trainable with its
+resources, run settings."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 from kgsearch.errors import KGSearchError
 from kgsearch.sweep.checkpoints import keep_config
 from kgsearch.sweep.failures import FailureRecorder
-from kgsearch.sweep.progress import ProgressPrinter, ProvenanceWriter, retrain_run, trial_dirname
+from kgsearch.sweep.progress import RUNG_KEY, ProgressPrinter, ProvenanceWriter, retrain_run, trial_dirname
 from kgsearch.sweep.ray_env import driver_resources
 from kgsearch.sweep.restore import TRAIN_RUNS
 from kgsearch.sweep.searcher import make_search_alg
@@ -22,7 +23,7 @@ def make_scheduler(spec: SweepSpec):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     s = spec.scheduler
-    if s.type == "fifo":
+    if s.type in ("fifo", "grash"):  # grash: each rung trains its configurations to the rung's epochs
         return FIFOScheduler()
     # time_attr: our epoch counter; training_iteration restarts at 1 after a resume.
     return ASHAScheduler(time_attr="epochs_done", max_t=s.max_t, grace_period=s.grace_period,
@@ -46,17 +47,25 @@ def retrain_driver_fn(config: dict, context, model: str, configs: dict[str, dict
     trainable_module(model).train_driver_fn(params, context=context)
 
 
-def make_trainable(spec: SweepSpec, ctx, retrain: dict[str, dict] | None = None):
+def rung_driver_fn(config: dict, context, model: str, configs: dict[str, dict]) -> None:
+    """A GraSH rung's Tune function trial (kgsearch.sweep.grash): the configuration its label names."""
+    trainable_module(model).train_driver_fn(dict(configs[config[RUNG_KEY]]), context=context)
+
+
+def make_trainable(spec: SweepSpec, ctx, retrain: dict[str, dict] | None = None, rung: dict[str, dict] | None = None):
     """The model's `train_driver_fn` with the sweep's context and resources. `retrain` ({search trial: its
     config}): the re-training's trainable instead, whose Tune config names a trial and a seed
-    (kgsearch.sweep.retrain), with the same resources."""
+    (kgsearch.sweep.retrain); `rung` ({label: config}): a GraSH rung's, whose Tune config is a label
+    (kgsearch.sweep.grash); both with the same resources."""
     from ray import tune
 
     module = trainable_module(spec.model)
-    if retrain is None:
-        fn = tune.with_parameters(module.train_driver_fn, context=ctx)
-    else:
+    if retrain is not None:
         fn = tune.with_parameters(retrain_driver_fn, context=ctx, model=spec.model, configs=retrain)
+    elif rung is not None:
+        fn = tune.with_parameters(rung_driver_fn, context=ctx, model=spec.model, configs=rung)
+    else:
+        fn = tune.with_parameters(module.train_driver_fn, context=ctx)
     res = spec.resources
     if res.direct:
         request = {"cpu": res.cpus_per_worker, "gpu": res.gpus_per_worker}

@@ -25,6 +25,7 @@ from kgsearch.config import ConfigError, check_value, field_names
 from kgsearch.errors import KGSearchError
 from kgsearch.recipe import RECIPES, check_metric, get_recipe
 from kgsearch.overrides import apply_overrides
+from kgsearch.sweep.rungs import grash_problems
 from kgsearch.sweep.space import check_configs, check_space
 from kgsearch.sweep.spec import PARAM_MODELS, PARAM_TYPES, SECTIONS, SweepFile, SweepSpec
 from kgsearch.sweep.trackers import missing_trackers
@@ -205,6 +206,10 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
                                f"fractional GPUs ({res.gpus_per_worker}) only for one-worker trials "
                                f"(workers is {res.workers}); NCCL needs a whole GPU per worker"))
     retrain_spec = _retrain(parsed, smoke, retrain, space, config_cls, doc, problems)
+    if sched["type"] == "grash":
+        section = ("smoke", "retrain") if smoke and parsed.smoke is not None else ("retrain",)
+        for where, reason in grash_problems(parsed.model, recipe_cls.data_kind, retrain_spec.on, section):
+            problems.add(doc.error(where, reason))
     for key in missing_trackers(parsed.tracking):
         problems.add(doc.error(("tracking", key), f"the {key} package is not installed here (kgsearch does not "
                                                   f"depend on it): pip install {key}, or remove tracking.{key}"))
