@@ -258,6 +258,21 @@ def test_diffusion_rows_says_which_rows_train_the_denoiser(data, prepared, rows,
     assert (not torch.equal(diff(target), diff(moved))) == later_rows_count
 
 
+def test_a_bf16_score_matmul_gives_the_fp32_loss_within_rounding_and_fp32_gradients(data):
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        model = DansRecipe(make_config(scorer="complex_n3", dans=False, dim=16, init_scale=1.0,
+                                       score_precision=precision),
+                           data, None).model
+        anchor, rel, target = torch.arange(8) % N, torch.zeros(8, dtype=torch.long), (torch.arange(8) + 1) % N
+        out = model(anchor, rel, target)
+        out["loss"].backward()
+        losses[precision] = float(out["loss"])
+        assert model.scorer.entity.grad.dtype == torch.float32
+    assert losses["bf16"] != losses["fp32"]  # the matmul did run in bf16 ...
+    assert abs(losses["bf16"] - losses["fp32"]) < 1e-2 * abs(losses["fp32"])  # ... at bf16's rounding
+
+
 class TestDansContract(RecipeContract):
     recipe = "dans"
 

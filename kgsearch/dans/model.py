@@ -51,12 +51,13 @@ class DansModel(nn.Module):
 
     def __init__(self, config: Any, num_entities: int, num_relations: int,
                  graph: dict[str, torch.Tensor] | None = None, truth: TrueAnswers | None = None,
-                 bf16: bool = False, train: torch.Tensor | None = None) -> None:
+                 bf16: bool = False, train: torch.Tensor | None = None, score_bf16: bool = False) -> None:
         super().__init__()
         self.config = config
         # bf16 autocast for the denoiser only (its matmuls are most of the diffusion overhead; the chain
         # carries no gradient and L_Diff tolerates it); the scorer and its losses stay fp32.
         self.bf16 = bf16
+        self.score_bf16 = score_bf16  # the softmax bases' [B, N] score matmul in training (score_precision)
         self.truth = truth  # training facts masked out of the random negatives (None: no filtering)
         self.scorer = build_base(config, num_entities, num_relations, train)
         self.gnn = isinstance(self.scorer, NBFNet)
@@ -162,7 +163,9 @@ class DansModel(nn.Module):
     def _softmax_forward(self, anchor, rel, target, query, tau, generator) -> dict[str, torch.Tensor]:
         """1-vs-all cross-entropy + N3 (ComplEx-N3); generated negatives join the softmax (margins.softmax_loss)."""
         c, scorer = self.config, self.scorer
-        logits = -scorer.match_all(query)  # similarities as logits
+        with autocast(query.device, self.score_bf16):
+            logits = -scorer.match_all(query)  # similarities as logits
+        logits = logits.float()  # the softmax and its gradient in fp32
         reg = c.n3_weight * scorer.n3(anchor, rel, target)
         plain = softmax_loss(logits, target)
         zero = plain.new_zeros(())
