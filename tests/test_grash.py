@@ -339,3 +339,23 @@ def test_a_tiny_grash_sweep_trains_its_rungs_promotes_and_retrains_the_winner(ra
     assert any("rung1 (continuing: finished runs kept)" in line for line in again), again
     assert {p: p.read_text() for p in exp.glob("**/result.json")} == before
     assert not list(exp.glob("rung1_*"))
+
+
+def test_no_asha_cannot_turn_a_grash_sweep_into_fifo(tmp_path, capsys):
+    from kgsearch.sweep.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["dans_umls", "--set", "scheduler.type=grash", "--no-asha", "--dry-run", "--storage", str(tmp_path)])
+    assert info.value.code == 2
+    assert "--no-asha: this sweep uses grash" in capsys.readouterr().err
+
+
+def test_the_report_reads_each_rungs_newest_folder_and_keeps_subgraph_values_apart(tmp_path):
+    from kgsearch.sweep.report import subgraph_trials, trial_folders
+
+    for folder in ("t001_a", "t002_b", "rung1/t001-r1_c", "rung1_2/t002-r1_d"):
+        (tmp_path / folder).mkdir(parents=True)
+    assert [p.relative_to(tmp_path).as_posix() for p in trial_folders(tmp_path)] == [
+        "rung1_2/t002-r1_d", "t001_a", "t002_b"]  # rung1/ was left behind by a resume that changed promotions
+    (tmp_path / "trials.csv").write_text("trial,graph_share\nt001,0.2100\nt002,0.2100\nt002-r1,1\n")
+    assert subgraph_trials(tmp_path) == {"t001", "t002"}

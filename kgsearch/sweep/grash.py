@@ -56,6 +56,7 @@ class RungData:
     dataset: Any  # its subgraph (the dataset itself at graph share 1)
     prepared: dict  # Recipe.prepare on it
     share: float  # the share of the full graph's training triples it holds
+    whole: bool = True  # the dataset itself (a subgraph with every training triple still drops entities)
     shared: Any = None  # the ObjectRef of (dataset, prepared), once Ray runs
 
 
@@ -101,7 +102,8 @@ def prepare_rungs(spec: SweepSpec, recipe_cls, config, dataset, prepared: dict, 
                 done[rung.graph] = (sub, recipe_cls.prepare(config, sub, progress=console))
                 say(f"rung {rung.index}'s subgraph: {sub} (prepared in {time.perf_counter() - start:.1f}s)")
         sub, prep = done[rung.graph]
-        out.append(RungData(rung=rung, dataset=sub, prepared=prep, share=train_share(sub, dataset)))
+        out.append(RungData(rung=rung, dataset=sub, prepared=prep, share=train_share(sub, dataset),
+                            whole=sub is dataset))
     say(f"GraSH ({s.variant}, eta {s.eta}, budget {s.budget:g} full runs): {len(rungs)} rung(s), each trial "
         "trained from scratch, the best 1/eta go on to the next rung:")
     for line in rung_lines(rungs, s.max_t, [d.share for d in out]):
@@ -135,8 +137,10 @@ def refuse_resume(planned: int, grown: int, retrain: bool) -> None:
 def annotate(rows: list[TrialRow], data: RungData, promoted: set[str] = frozenset()) -> list[TrialRow]:
     """The rung's columns of trials.csv; a subgraph trial's checkpoint dropped (module docstring)."""
     return [dataclasses.replace(
-        r, checkpoint=r.checkpoint if data.share >= 1 else None,
-        fidelity={"rung": data.rung.index, "graph_share": f"{data.share:.4f}", "rung_epochs": data.rung.epochs,
+        r, checkpoint=r.checkpoint if data.whole else None,
+        # < 1 marks a subgraph wherever it is read (report, figures), also one that kept every training triple
+        fidelity={"rung": data.rung.index, "graph_share": "1" if data.whole else f"{min(data.share, 0.9999):.4f}",
+                  "rung_epochs": data.rung.epochs,
                   "promoted": "yes" if r.trial in promoted else ""}) for r in rows]
 
 
@@ -212,7 +216,7 @@ def run_rung(spec: SweepSpec, store: ExperimentStore, data: RungData, configs: d
     sub = ExperimentStore(store.root, f"{store.name}/{folder}")
     say("")
     say(f"rung {rung.index}: {', '.join(configs)} for {rung.epochs} epochs on "
-        + ("the whole graph" if data.share >= 1 else f"{100 * data.share:.1f}% of the training triples")
+        + ("the whole graph" if data.whole else f"{100 * data.share:.1f}% of the training triples")
         + f" -> {sub.local or sub.uri}" + (" (continuing: finished runs kept)" if restore else ""))
     if not restore:
         sub.write_json(RUNG_FILE, record)

@@ -49,8 +49,21 @@ def summary_table(rows: list[TrialRow], metric: str, searched: tuple[str, ...], 
 
 
 def trial_folders(exp: Path) -> list[Path]:
-    """The search's trial folders: t003_<id>/, and a GraSH sweep's later rungs' rung1/t003-r1_<id>/."""
-    return sorted([*exp.glob("t[0-9]*_*"), *exp.glob("rung[0-9]*/t[0-9]*_*")])
+    """The search's trial folders: t003_<id>/, and a GraSH sweep's later rungs' rung1/t003-r1_<id>/ (of each
+    rung the newest folder, rung1_2/ when a resume changed the promotions, kgsearch.sweep.grash)."""
+    newest: dict[str, Path] = {}
+    for folder in sorted(exp.glob("rung[0-9]*"), key=lambda p: int(p.name.partition("_")[2] or 1)):
+        newest[folder.name.partition("_")[0]] = folder
+    return sorted([*exp.glob("t[0-9]*_*"), *(f for rung in newest.values() for f in rung.glob("t[0-9]*_*"))])
+
+
+def subgraph_trials(exp: Path) -> set[str]:
+    """Labels of the trials that trained on a subgraph (a GraSH sweep's low rungs, trials.csv): their values do
+    not compare with the whole graph's."""
+    if not (exp / "trials.csv").exists():
+        return set()
+    with open(exp / "trials.csv", newline="") as f:
+        return {row["trial"] for row in csv.DictReader(f) if row.get("graph_share") and float(row["graph_share"]) < 1}
 
 
 def read_results(trial_folder: Path) -> list[dict]:
@@ -71,7 +84,7 @@ def analyse(exp: Path, metric: str | None = None, reach: float | None = None) ->
         metric = yaml.safe_load((exp / "sweep.yaml").read_text())["spec"]["metric"]
     tune_wall = timing["tune_finished_at"] - timing["tune_started_at"]
     work, setups, starts, first_reach = 0.0, [], [], None
-    trials = 0
+    trials, partial = 0, subgraph_trials(exp)
     for folder in trial_folders(exp):
         rows = read_results(folder)
         trials += 1
@@ -82,7 +95,7 @@ def analyse(exp: Path, metric: str | None = None, reach: float | None = None) ->
         prov = folder / "provenance.json"
         if prov.exists() and "trial_started_at" in rows[0]:
             starts.append(rows[0]["trial_started_at"] - json.loads(prov.read_text())["scheduled_at"])
-        if reach is not None:
+        if reach is not None and folder.name.split("_")[0] not in partial:
             for r in rows:
                 if r.get(metric, -math.inf) >= reach:
                     # result.json's timestamp is whole seconds: good enough at the scale of minutes
@@ -101,7 +114,8 @@ def analyse(exp: Path, metric: str | None = None, reach: float | None = None) ->
     if "retrain_started_at" in timing and "retrain_finished_at" in timing:  # kgsearch.sweep.retrain
         out["retrain_s"] = timing["retrain_finished_at"] - timing["retrain_started_at"]
     out["best_" + metric] = max((max((r.get(metric, -math.inf) for r in read_results(f)), default=-math.inf)
-                                 for f in trial_folders(exp)), default=math.nan)
+                                 for f in trial_folders(exp) if f.name.split("_")[0] not in partial),
+                                default=math.nan)  # whole-graph values only (subgraph_trials)
     if reach is not None:
         out[f"first_{metric}>={reach}_s"] = first_reach
     return out

@@ -182,7 +182,12 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
     if max_epochs:
         sched["max_t"] = max_epochs
     if asha is not None:
-        sched["type"] = "asha" if asha else "fifo"
+        if sched.get("type") == "grash" and not asha:  # FIFO would train every sample for max_t epochs
+            problems.add(doc.error(("scheduler", "type"), "--no-asha: this sweep uses grash, whose rungs already "
+                                   "train every configuration to its rung's end; drop --no-asha or set "
+                                   "scheduler.type: fifo"))
+        else:
+            sched["type"] = "asha" if asha else "fifo"
     eval_every = int(fixed.get("eval_every", getattr(defaults, "eval_every", 1)))
     # Default grace: the first validation, so that ASHA's rungs fall on validation epochs.
     sched["grace_period"] = min(sched["grace_period"] or eval_every, sched["max_t"])
