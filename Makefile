@@ -10,7 +10,7 @@ ARGS   ?=
 
 # glibc returns freed memory to the OS too eagerly for embedding training
 # (docs/ray.md, "glibc malloc settings").
-export MALLOC_MMAP_MAX_       := 0
+export MALLOC_MMAP_THRESHOLD_ := 33554432
 export MALLOC_TRIM_THRESHOLD_ := 17179869184
 export MALLOC_TOP_PAD_        := 1073741824
 
