@@ -50,9 +50,11 @@ class DkgrConfig:
     history_len: int = 3                 # m, snapshots of history (3 / 6 / 10 for ICEWS14 / 18 / 05-15)
     rgcn_layers: int = 2                 # omega, R-GCN layers per evolution unit (Eq. 3)
     gat_layers: int = 2                  # n, Relational-GAT layers on the static graph (Eq. 8-10)
-    gat_self_loops: bool = False         # each static node also attends to itself (own relation type): without
-                                         # it a word named by one entity only reaches that entity through an
-                                         # attention softmax over one edge, i.e. not at all (rgat.py)
+    gat_self_loops: bool = False         # each static node also attends to itself (own relation type). The
+                                         # entity-word graph is bipartite: without self-loops an entity's state
+                                         # after an even number of layers (2, the default) is made of its words'
+                                         # states, which were made of entity inputs only, so the word embeddings
+                                         # reach E_s through attention logits alone (rgat.py)
     decoder: Literal["convtranse", "conve", "fc"] = "convtranse"   # prediction module; "fc" = -ConvE
     decoder_channels: int = 50           # convolution channels of ConvTransE (ConvE uses 32)
     kernel_size: int = 3                 # convolution kernel width of the decoders

@@ -2,6 +2,11 @@
 
 Eq. 8   alpha_ij = softmax_{j in N_i}( LeakyReLU( a^T [W e_i || W e_j || W_r r_ij] ) )
 Eq. 9   e_i^{l+1} = sigma( sum_{j in N_i} alpha_ij W e_j^l )   (N_i has i itself only with gat_self_loops)
+
+The static graph is bipartite (entities - words). Without self-loops, layer l's entity rows are sums over
+words of layer l - 1 and vice versa, so after 2 layers E_s is built from entity inputs only and a word's own
+embedding enters it through the attention logits alone (for a word of one entity: not at all, its softmax
+has a single edge). `gat_self_loops` (DkgrConfig) adds each node to its own neighbourhood.
 Eq. 10  r^{l+1}   = sigmoid( W_b r^l )
 
 a^T [x || y || z] = a_i.x + a_j.y + a_r.z, so the logit of an edge is a sum of one scalar per receiving
