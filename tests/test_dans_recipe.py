@@ -84,6 +84,8 @@ def test_registry_and_config_validation():
         config_from_dict(DansConfig, {"scorer": "quate"}, "x")
     with pytest.raises(KGSearchError, match="curriculum_zeta"):
         config_from_dict(DansConfig, {"curriculum_zeta": 0.0}, "x")
+    with pytest.raises(KGSearchError, match="score_precision 'bf16' applies to .* complex_n3 only"):
+        config_from_dict(DansConfig, {"scorer": "rotate", "score_precision": "bf16"}, "x")
     with pytest.raises(KGSearchError, match="unknown key 'betaa_low'"):
         config_from_dict(DansConfig, {"betaa_low": 0.1}, "x")
     fields = dataclasses.fields(DansConfig)

@@ -171,6 +171,9 @@ class DansConfig:
         need(self.eta >= 0, f"eta must be >= 0, got {self.eta}")
         need(self.patience >= 0, f"patience must be >= 0, got {self.patience}")
         need(self.denoiser_hidden >= 0, f"denoiser_hidden must be >= 0 (0: auto), got {self.denoiser_hidden}")
+        need(self.score_precision == "fp32" or self.scorer == "complex_n3",
+             f"score_precision {self.score_precision!r} applies to the all-entity product of scorer complex_n3 "
+             f"only; scorer {self.scorer!r} needs score_precision fp32")
 
     def pretrain_settings(self) -> PretrainSettings:
         return PretrainSettings(
