@@ -1,4 +1,5 @@
-"""OptunaSearcher: what the Optuna study is told (best value, PRUNED below max_t, FAIL), the warm-start
+"""OptunaSearcher: what the Optuna study is told (best value, PRUNED below max_t, FAIL; or, with
+`searcher.feedback: last`, every trial COMPLETE with its last value), the warm-start
 trial first, and a resume that neither suggests it twice nor trips on a searcher saved by an older class.
 The searcher is driven directly, with the results Tune would hand it; no Ray."""
 
@@ -10,6 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from kgsearch.errors import KGSearchError
 from kgsearch.sweep.searcher import OptunaSearcher, make_search_alg
 from kgsearch.sweep.space import optuna_space
 from kgsearch.sweep.spec import LogUniformParam
@@ -24,9 +26,9 @@ def quiet_optuna():
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def searcher(max_t: int | None = MAX_T, start: dict | None = None) -> OptunaSearcher:
+def searcher(max_t: int | None = MAX_T, start: dict | None = None, feedback: str = "best") -> OptunaSearcher:
     return OptunaSearcher(optuna_space(SPACE), "val_mrr", "max", optuna.samplers.RandomSampler(seed=0),
-                          max_t=max_t, start_values=start)
+                          max_t=max_t, start_values=start, feedback=feedback)
 
 
 def result(epoch: int, value: float, best: float | None = None, **extra) -> dict:
@@ -114,6 +116,71 @@ def test_pruned_trials_reach_tpe_as_pruned():
     assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED]
     assert s.study.best_trial.number == 0  # a pruned trial's early 0.9 is not the study's best
     assert "lr" in s.suggest("d")  # TPE samples from the mixed history
+
+
+# ------------------------------------------------------------------------------------------------
+# searcher.feedback: last (Ray's OptunaSearch's feedback, kept for bench/sweep_compare.py)
+
+
+def test_last_feedback_tells_an_asha_stopped_trial_complete_with_its_last_value():
+    s = searcher(feedback="last")
+    run_trial(s, "a", [0.3, 0.5, 0.45], stop_at=3)  # ASHA stops it at epoch 3 of 10
+    (t,) = s.study.trials
+    assert t.state == TrialState.COMPLETE
+    assert t.value == pytest.approx(0.45)  # its last value, not its best (0.5)
+    assert t.intermediate_values == {1: 0.3, 2: 0.5, 3: 0.45}
+
+
+def test_last_feedback_tells_a_finished_trial_its_last_value_below_its_best():
+    s = searcher(max_t=4, feedback="last")
+    run_trial(s, "a", [0.50, 0.91, 0.70, 0.87])
+    s.suggest("b")
+    s.on_trial_result("b", result(1, 0.6, 0.6))
+    s.on_trial_complete("b", result=result(4, 0.7, best=0.95))  # fit()'s best_val_mrr is not used either
+    assert [(t.state, t.value) for t in s.study.trials] == [(TrialState.COMPLETE, pytest.approx(0.87)),
+                                                            (TrialState.COMPLETE, pytest.approx(0.7))]
+
+
+def test_last_feedback_still_fails_errors_and_prunes_silent_trials():
+    s = searcher(feedback="last")
+    s.suggest("a")
+    s.on_trial_result("a", result(1, 0.5))
+    s.on_trial_complete("a", error=True)
+    s.suggest("b")
+    s.on_trial_complete("b")  # removed before it reported anything
+    run_trial(s, "c", [0.4, float("nan")])  # a NaN last value: Optuna would fail it anyway
+    assert [t.state for t in s.study.trials] == [TrialState.FAIL, TrialState.PRUNED, TrialState.FAIL]
+
+
+def test_last_feedback_lets_a_short_trial_beat_a_full_one():
+    """The behaviour `best` fixes (test_pruned_trials_reach_tpe_as_pruned): with `last`, a trial stopped at the
+    first rung on a high early value is the study's best, ahead of a trial that ran to max_t."""
+    s = OptunaSearcher(optuna_space(SPACE), "val_mrr", "max", optuna.samplers.TPESampler(seed=0, n_startup_trials=2),
+                       max_t=MAX_T, feedback="last")
+    run_trial(s, "a", [0.05 * i for i in range(1, 11)])  # full length, last 0.5
+    run_trial(s, "b", [0.9], stop_at=1)
+    assert [t.state for t in s.study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert s.study.best_trial.number == 1
+    assert "lr" in s.suggest("c")
+
+
+def test_feedback_comes_from_the_spec_and_set_overrides_it(tmp_path):
+    configs, spaces = tmp_path / "configs", tmp_path / "search_spaces"
+    configs.mkdir()
+    spaces.mkdir()
+    (configs / "mine.yaml").write_text("model: dans\ndataset: umls\nparams: {lr: 0.0042, epochs: 3}\n")
+    text = "model: dans\ndataset: umls\nscheduler: {max_t: 3}\nspace:\n  lr: {type: loguniform, low: 1.0e-3, high: 1.0e-2}\n"
+    source = str(spaces / "mine.yaml")
+    shipped = parse_spec(text, source=source, name="mine")
+    assert shipped.searcher.feedback == "best" and shipped.start_values == {"lr": 0.0042}
+    assert make_search_alg(shipped).searcher.searcher.feedback == "best"
+    # bench/sweep_compare.py's `legacy`: --set searcher.feedback=last --set start_from=null
+    legacy = parse_spec(text, source=source, name="mine", sets=["searcher.feedback=last", "start_from=null"])
+    assert legacy.searcher.feedback == "last" and legacy.start_from is None and legacy.start_values == {}
+    inner = make_search_alg(legacy).searcher.searcher
+    assert inner.feedback == "last" and inner.queued == []
+    with pytest.raises(KGSearchError, match="feedback"):
+        parse_spec(text, source=source, name="mine", sets=["searcher.feedback=worst"])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -154,6 +154,29 @@ def test_select_takes_the_distinct_top_k_and_skips_failed_and_unfinished_trials(
     assert [r.trial for r in select(rows, 2, mode="min")] == ["t001", "t005"]
 
 
+def test_a_trial_the_time_budget_ended_before_its_first_result_does_not_block_the_retraining(tmp_path):
+    """--time-budget: Tune ends (TERMINATED) a trial that had just started; it reported nothing. Counted as
+    unfinished, it made the sweep skip its re-training and exit 130 (bench/sweep_compare.py's random search)."""
+    import pyarrow.fs
+
+    from kgsearch.sweep.results import collect_trials
+
+    def result(name: str, epochs: int):
+        metrics = {"trial_id": name, "epochs_done": epochs, "best_val_mrr": 0.5} if epochs else {}
+        return SimpleNamespace(metrics=metrics, path=str(tmp_path / f"{name}_{name}"), error=None, config={"lr": 0.1},
+                               filesystem=pyarrow.fs.LocalFileSystem())
+
+    results = [result("t001", 4), result("t002", 2), result("t003", 0)]
+    rows = collect_trials(results, "val_mrr", 4, ("lr",))
+    assert [r.status for r in rows] == ["completed", "stopped_early", "unfinished"]  # no budget: a resume's
+    rows = collect_trials(results, "val_mrr", 4, ("lr",), budget_ended=True)
+    assert [r.status for r in rows] == ["completed", "stopped_early", "stopped_early"]
+    assert not math.isfinite(rows[2].best) and [r.trial for r in select(rows, 3)] == ["t001"]
+    # what Tune's saved state still lists as running is left to --resume even after the budget
+    rows = collect_trials(results, "val_mrr", 4, ("lr",), unfinished={"t003"}, budget_ended=True)
+    assert rows[2].status == "unfinished"
+
+
 def test_the_runs_train_the_configs_epochs_not_the_epochs_an_early_stopped_trial_ran():
     from kgsearch.sweep.retrain import retrain_record
 

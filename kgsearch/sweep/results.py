@@ -60,9 +60,11 @@ FIDELITY_COLUMNS = ("rung", "graph_share", "rung_epochs", "promoted")
 
 def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
                    unfinished: set[str] = frozenset(), train_runs: str | None = None,
-                   failures: dict[str, dict] | None = None) -> list[TrialRow]:
+                   failures: dict[str, dict] | None = None, budget_ended: bool = False) -> list[TrialRow]:
     """ResultGrid -> one TrialRow per trial, in creation order (`unfinished`: ids left to --resume;
     `failures`: the failure records of kgsearch.sweep.failures, whose first error a failed trial shows).
+    `budget_ended`: the time budget ended the search, so a trial Tune ended before its first result (and that
+    is not in `unfinished`) was stopped by it, not left to a resume (which would block the re-training).
 
     Each row's checkpoint is the trial's best kept one (kgsearch.sweep.checkpoints): in its own folder,
     or for worker-group trials in `train_runs`/<trial id> (their Train run, on the same filesystem).
@@ -88,7 +90,7 @@ def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
             status, error = STATUS_UNFINISHED, ""
         elif epochs >= max_t:
             status, error = STATUS_DONE, ""
-        elif epochs > 0:
+        elif epochs > 0 or budget_ended:
             status, error = STATUS_STOPPED, ""
         else:
             status, error = STATUS_UNFINISHED, ""

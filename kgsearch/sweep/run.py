@@ -185,7 +185,8 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
         store.write_text(SPEC_FILE, yaml_text(record, header=f"# resolved sweep settings ({spec.source}); read by --resume"))
         tuner = build_tuner(search_spec, trainable, store, fail_fast, prov, time_budget_s)
     say(f"sweep {spec.name}: {spec.num_samples} trials x <= {spec.scheduler.max_t} epochs, "
-        f"{spec.searcher.type} + {spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
+        f"{spec.searcher.type}{' (feedback: last values)' if spec.searcher.feedback == 'last' else ''} + "
+        f"{spec.scheduler.type}, {spec.max_concurrent_trials} at a time, "
         f"{spec.resources.workers} worker(s)/trial on {'GPU' if spec.resources.gpus_per_worker else 'CPU'}, "
         f"{spec.retries} retr{'y' if spec.retries == 1 else 'ies'} [{mode} Ray] -> {exp}")
     if spec.retrain.on:
@@ -211,8 +212,11 @@ def run_sweep(spec: SweepSpec, *, storage: str | None = None, name: str | None =
             say("SIGTERM: trials stopped and Tune's state saved; writing the results so far")
         timing["tune_finished_at"] = time.time()
         timing["max_concurrent_trials"] = spec.max_concurrent_trials
+        searched_s = timing["tune_finished_at"] - timing["tune_started_at"]
+        budget_ended = time_budget_s is not None and searched_s >= time_budget_s
         outcome = finish(spec, store, results, recipe_cls, dataset, prepared, data_root, started, say, timing,
-                         ctx=ctx, provenance=prov, stop=stop, fail_fast=fail_fast, search=search)
+                         ctx=ctx, provenance=prov, stop=stop, fail_fast=fail_fast, search=search,
+                         budget_ended=budget_ended)
     outcome.terminated = stop.received
     return outcome
 
@@ -244,16 +248,17 @@ def extend_on_resume(store: ExperimentStore, stored: dict, planned: int, grown: 
 
 def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset, prepared, data_root, started,
            say, timing: dict | None = None, ctx=None, provenance: dict | None = None, stop=None,
-           fail_fast: bool = False, search=None) -> SweepOutcome:
+           fail_fast: bool = False, search=None, budget_ended: bool = False) -> SweepOutcome:
     """Write trials.csv; re-train the top-k with seeds (a search that ran to its end, or to its time budget,
     `ctx` given; not after a --fail-fast stop) and export the best mean to best/, else the best trial's best
     checkpoint; test it; print a summary. `search` (kgsearch.sweep.grash.GrashSearch): a GraSH sweep's rows of
-    every rung, and the re-training's candidates."""
+    every rung, and the re-training's candidates. `budget_ended`: the time budget ended the search (a trial it
+    stopped before its first result is stopped, not unfinished: kgsearch.sweep.results.collect_trials)."""
     searched = spec.searched
     rows = search.rows if search is not None else collect_trials(
         results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store),
         train_runs=None if spec.resources.direct else f"{store.path}/{TRAIN_RUNS}",
-        failures=all_recorded(store.join(TRAIN_RUNS)))
+        failures=all_recorded(store.join(TRAIN_RUNS)), budget_ended=budget_ended)
     store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))
     best = best_row(rows, spec.mode)
     unfinished = sum(r.status == STATUS_UNFINISHED for r in rows)

@@ -20,6 +20,10 @@ What Optuna is told (docs/ray.md, "Optuna through Tune"):
   a finished result;
 * a failed trial is FAIL.
 
+`searcher.feedback: last` (kgsearch.sweep.spec) tells instead what Ray's OptunaSearch told: every trial
+that reported a value COMPLETE with its *last* value, ASHA-stopped ones included (a failed trial is still
+FAIL). It is there only to measure what the honest feedback above is worth (bench/sweep_compare.py).
+
 The study is stored in the experiment folder (`optuna_journal.log`, kgsearch.sweep.study), so a finished
 sweep can be extended (`--resume --num-samples`), another sweep can start from its best trial, and
 parameter importances can be computed. A restore reopens it; trials the journal holds but Tune's saved
@@ -61,12 +65,13 @@ class OptunaSearcher(Searcher):
     journal: str | None = None  # the study's journal file; None: the study is in memory (`_study`)
     study_name: str = "kgsearch"
     carry_journal: bool = False  # a bucket experiment: the journal's bytes travel in the pickled state
+    feedback: str = "best"  # "last": Ray's OptunaSearch's COMPLETE-with-the-last-value (measurements only)
     _study: optuna.Study | None = None
     _carried: bytes | None = None  # journal bytes from a restored state, written out when the study opens
 
     def __init__(self, space, metric: str, mode: str, sampler, max_t: int | None = None,
                  start_values: dict | None = None, journal: str | None = None, study_name: str | None = None,
-                 carry_journal: bool = False):
+                 carry_journal: bool = False, feedback: str = "best"):
         super().__init__(metric=metric, mode=mode)
         self.space = space  # an OptunaSpace (define-by-run)
         self.sampler = sampler
@@ -79,6 +84,9 @@ class OptunaSearcher(Searcher):
         # searched values to suggest before asking the sampler: the warm start first, then a resume's reruns
         self.queued: list[dict] = [dict(start_values)] if start_values else []
         self.max_t = max_t
+        if feedback not in ("best", "last"):
+            raise ValueError(f"feedback must be 'best' or 'last', got {feedback!r}")
+        self.feedback = feedback
 
     @property
     def study(self) -> optuna.Study:
@@ -155,6 +163,13 @@ class OptunaSearcher(Searcher):
             study.tell(number, state=state, skip_if_finished=True)
             return
         self._report(trial, result)  # the result ASHA stopped a trial on never reached on_trial_result
+        if self.feedback == "last":  # Ray's OptunaSearch: COMPLETE with the last value, however the trial ended
+            last = float(result[self.metric])
+            if math.isfinite(last):
+                study.tell(number, last, skip_if_finished=True)
+            else:
+                study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            return
         if self._stopped_early(result):
             # at its last step, with that value
             study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
@@ -269,5 +284,6 @@ def make_search_alg(spec: SweepSpec, journal: str | None = None, study_name: str
         sampler = optuna.samplers.TPESampler(seed=spec.searcher.seed, n_startup_trials=spec.searcher.n_startup_trials)
     searcher = OptunaSearcher(optuna_space(spec.space), spec.metric, spec.mode, sampler,
                               max_t=spec.scheduler.max_t, start_values=spec.start_values, journal=journal,
-                              study_name=study_name or spec.name, carry_journal=carry_journal)
+                              study_name=study_name or spec.name, carry_journal=carry_journal,
+                              feedback=spec.searcher.feedback)
     return SweepSearchGenerator(ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent_trials))

@@ -117,6 +117,11 @@ class SearcherSpec(_Strict):
     type: Literal["tpe", "random"] = "tpe"  # Optuna TPE, or Optuna's random sampler (baseline)
     seed: int = 0
     n_startup_trials: int = Field(10, ge=0)  # TPE: random trials before the model is used
+    # What Optuna is told when a trial ends (kgsearch.sweep.searcher). best: a finished trial its best value, a
+    # trial stopped below max_t (ASHA, a time budget) PRUNED at its rung. last: every trial that reported COMPLETE
+    # with its last value, stopped ones included, as Ray's OptunaSearch did; kept only to measure the difference
+    # (bench/sweep_compare.py's `legacy`).
+    feedback: Literal["best", "last"] = "best"
 
 
 class SchedulerSpec(_Strict):
