@@ -20,7 +20,7 @@ from kgsearch.allocator import restart_with_allocator_env, tune_allocator
 from kgsearch.errors import KGSearchError, cli_entry
 from kgsearch.overrides import apply_overrides
 from kgsearch.progress import console
-from kgsearch.run.checkpoint import load_checkpoint, restore_run, save_run
+from kgsearch.run.checkpoint import check_resumable, load_checkpoint, restore_run, save_run, saved_params
 from kgsearch.run.loop import FitHooks, FitState, fit
 from kgsearch.run.metrics import evaluate_split
 from kgsearch.run.runfile import RunFile, build
@@ -49,7 +49,9 @@ def run_training(run: RunFile, source: str, out: Path | None, data_root: str | N
     if resume:
         if out is None or not (out / "last.pt").exists():
             raise KGSearchError(f"--resume: no last.pt in {out}")
-        state = restore_run(load_checkpoint(out / "last.pt", model=run.model), recipe)
+        blob = load_checkpoint(out / "last.pt", model=run.model)
+        check_resumable(blob, config, out / "last.pt")
+        state = restore_run(blob, recipe)
         print(f"resumed from {out / 'last.pt'} at epoch {state.epoch}")
     hooks = []
     if out is not None:
@@ -77,7 +79,10 @@ def evaluate_checkpoint(path: str, data_root: str | None = None, device: str = "
     one that changes the model's shape fails when the weights are loaded)."""
     blob = load_checkpoint(path)
     source = f"{path} (its run file)"
-    doc = apply_overrides(YamlDoc(blob["config"], "", source), list(overrides))
+    data = dict(blob["config"])
+    if saved_params(blob) is not None:  # as it trained, whatever the code's defaults are now
+        data["params"] = dict(saved_params(blob))
+    doc = apply_overrides(YamlDoc(data, "", source), list(overrides))
     run = RunFile.from_dict(doc.data, source=source, doc=doc)
     _, _, recipe = build(run, path, data_root, device, progress=console)
     restore_run(blob, recipe)

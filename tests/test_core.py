@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
@@ -116,3 +117,40 @@ def test_train_cli_set_overrides_a_run_file_key_and_names_a_bad_one(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "kgsearch.train", str(run), "--set", "params.dimm=3"],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "--set params.dimm=3: params.dimm: unknown key 'dimm'" in proc.stderr
+
+
+def _tiny_run(tmp_path) -> Path:
+    run = tmp_path / "run.yaml"
+    run.write_text("model: dans\ndataset: umls\nparams: {dans: false, dim: 8, negatives: 4, epochs: 1, eval_every: 1}\n")
+    return run
+
+
+def test_resume_refuses_settings_other_than_the_run_trained_with(tmp_path, capsys):
+    from kgsearch.train import main
+
+    run, out = _tiny_run(tmp_path), tmp_path / "out"
+    assert main([str(run), "--out", str(out), "--threads", "1"]) == 0
+    with pytest.raises(SystemExit) as info:
+        main([str(run), "--out", str(out), "--resume", "--set", "params.lr=0.5", "--set", "params.epochs=2"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "trained with other settings" in err and "lr: 0.001 -> 0.5" in err and "--set params.lr=0.001" in err
+    # the same settings (bar the epochs, which a resume may extend) resume
+    assert main([str(run), "--out", str(out), "--resume", "--set", "params.epochs=2", "--threads", "1"]) == 0
+
+
+def test_eval_rebuilds_the_run_with_the_settings_it_trained_with(tmp_path, monkeypatch):
+    import kgsearch.train as train_mod
+    from kgsearch.run.checkpoint import load_checkpoint, save_checkpoint
+
+    run, out = _tiny_run(tmp_path), tmp_path / "out"
+    assert train_mod.main([str(run), "--out", str(out), "--threads", "1"]) == 0
+    blob = load_checkpoint(out / "best.pt")
+    blob["state"]["params"]["eval_batch_size"] = 7  # as if the code's default had changed since
+    save_checkpoint(out / "best.pt", model=blob["model"], config=blob["config"], state=blob["state"],
+                    epoch=blob["epoch"], metrics=blob["metrics"])
+    seen = []
+    build = train_mod.build
+    monkeypatch.setattr(train_mod, "build", lambda run, *a, **k: seen.append(run.params) or build(run, *a, **k))
+    train_mod.evaluate_checkpoint(str(out / "best.pt"))
+    assert seen[0]["eval_batch_size"] == 7

@@ -1,7 +1,9 @@
 """Checkpoints: the file format, and the one way a checkpoint becomes recipe weights + loop state.
 
 A checkpoint is a tagged dict loaded with weights_only=True (anything else is refused):
-``{format, model, config: run-file dict, state: {fit, recipe, best_state?}, epoch, metrics}``.
+``{format, model, config: run-file dict, state: {fit, recipe, best_state?, params?}, epoch, metrics}``;
+`params` is every field of the run's config, defaults included, so that a checkpoint is resumed and evaluated
+as it was trained even after a default changed in the code (older checkpoints lack it).
 A "last" checkpoint holds the latest weights and the best-validation ones (`best_state`), so one
 file resumes a run *and* exports its best; a "best" checkpoint holds only the best weights; an
 "epoch" checkpoint holds one copy of the weights of its epoch and where the run stood (sweep trials
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 import torch
 
+from kgsearch.config import config_to_dict
 from kgsearch.errors import KGSearchError
 from kgsearch.run.loop import FitState
 
@@ -61,8 +64,37 @@ def save_run(path: str | Path, run: dict, recipe, state: FitState, which: Litera
     body["recipe"] = state.best_state if which == "best" else recipe.state_dict()
     if which == "last":
         body["best_state"] = state.best_state
+    config = getattr(recipe, "config", None)
+    if config is not None:
+        body["params"] = config_to_dict(config)
     save_checkpoint(path, model=run["model"], config=run, state=body, epoch=state.epoch,
                     metrics=state.best_metrics)
+
+
+def saved_params(blob: dict) -> dict | None:
+    """Every config field the checkpoint's run trained with (None: a checkpoint from before they were saved)."""
+    return blob["state"].get("params")
+
+
+# What a resume may change: how long the run goes on and how often it validates.
+RESUME_MAY_CHANGE = frozenset({"epochs", "eval_every", "eval_batch_size", "patience"})
+
+
+def check_resumable(blob: dict, config: Any, path: str | Path) -> None:
+    """Refuse to resume a run whose config now resolves to other values than it trained with: an edited run
+    file, another --set, or a default changed in the code since (which --set can pin back); bar
+    RESUME_MAY_CHANGE."""
+    saved = saved_params(blob)
+    if saved is None:
+        return
+    now = config_to_dict(config)
+    differ = {k: (saved[k], now.get(k, "<no such field>")) for k in saved
+              if k not in RESUME_MAY_CHANGE and now.get(k, object()) != saved[k]}
+    if differ:
+        shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(differ.items()))
+        pins = " ".join(f"--set params.{k}={a}" for k, (a, _) in sorted(differ.items()))
+        raise KGSearchError(f"--resume: {path} trained with other settings than this run file gives now ({shown}); "
+                            f"resume with {pins}, or train into a new --out")
 
 
 def restore_run(blob: dict, recipe, weights: Literal["saved", "best"] = "saved") -> FitState:
