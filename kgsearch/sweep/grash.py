@@ -37,7 +37,7 @@ from kgsearch.sweep.checkpoints import keep_config
 from kgsearch.sweep.failures import all_recorded
 from kgsearch.sweep.progress import RUNG_KEY, ProgressPrinter, ProvenanceWriter, trial_dirname
 from kgsearch.sweep.restore import TRAIN_RUNS, unfinished_trials
-from kgsearch.sweep.results import STATUS_FAILED, STATUS_UNFINISHED, TrialRow, collect_trials
+from kgsearch.sweep.results import STATUS_FAILED, STATUS_UNFINISHED, TrialRow, collect_trials, searched_params
 from kgsearch.sweep.retrain_plan import select
 from kgsearch.sweep.rungs import Rung, plan_rungs, rung_lines
 from kgsearch.sweep.spec import SweepSpec
@@ -167,7 +167,7 @@ def run_rungs(spec: SweepSpec, store: ExperimentStore, results, rungs: list[Rung
     """Rung 0's rows from the search Tuner's `results`, then rungs 1.. (while nothing is unfinished, stopped or
     out of time); the rows of all and the re-training's candidates."""
     first = rungs[0]
-    rows = collect_trials(results, spec.metric, first.rung.epochs, spec.searched, unfinished_trials(store),
+    rows = collect_trials(results, spec.metric, first.rung.epochs, spec.space, unfinished_trials(store),
                           train_runs=None if spec.resources.direct else f"{store.path}/{TRAIN_RUNS}",
                           failures=all_recorded(store.join(TRAIN_RUNS)))
     by_rung, promoted = [rows], []
@@ -238,7 +238,7 @@ def run_rung(spec: SweepSpec, store: ExperimentStore, data: RungData, configs: d
     out = []
     for r in rows:
         config = configs.get(r.config.get(RUNG_KEY, r.trial), {})
-        out.append(dataclasses.replace(r, config=config, params={k: config[k] for k in spec.searched if k in config}))
+        out.append(dataclasses.replace(r, config=config, params=searched_params(spec.space, config)))
     return out
 
 

@@ -97,6 +97,8 @@ def dry_run_text(spec: SweepSpec, experiment: str) -> str:
     for param in data["space"].values():
         if not param["when"]:
             del param["when"]
+        if param.get("param") is None:
+            param.pop("param", None)
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)  # one line per section
     return "\n".join([f"# resolved sweep {spec.name} ({spec.source})", body.rstrip(), "",
                       f"experiment folder: {experiment}", *start_lines(spec), *cost_lines(spec),

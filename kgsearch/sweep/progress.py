@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import pyarrow.fs
 
-from kgsearch.sweep.results import short_error
+from kgsearch.sweep.results import searched_params, short_error
 
 try:  # Tune is a hard dependency; the fallback only keeps this module importable without it
     from ray.tune import Callback
@@ -101,8 +101,9 @@ class ProgressPrinter(Callback):
     # Class defaults: a printer pickled by an older version (--resume) lacks these attributes.
     mode, concurrency, total = "max", 1, None
 
-    def __init__(self, metric: str, max_t: int, searched: tuple[str, ...], asha: bool = True,
+    def __init__(self, metric: str, max_t: int, searched: tuple[str, ...] | dict, asha: bool = True,
                  time_budget_s: float | None = None, mode: str = "max", concurrency: int = 1):
+        # searched: the sweep's space (its keys shown, read from the config fields they set) or config keys
         self.metric, self.max_t, self.searched = metric, max_t, searched
         self.asha, self.time_budget_s = asha, time_budget_s
         self.mode, self.concurrency = mode, concurrency
@@ -125,14 +126,14 @@ class ProgressPrinter(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         self.begun.setdefault(_key(trial), time.time())
-        shown = " ".join(f"{k}={fmt(v)}" for k, v in trial.config.items() if k in self.searched)
+        shown = " ".join(f"{k}={fmt(v)}" for k, v in searched_params(self.searched, trial.config).items())
         self._say(f"{trial_label(trial)} start   {shown}")
 
     def _note_best(self, trial, value) -> None:
         if isinstance(value, (int, float)) and improves(float(value), self.best, self.mode):
             self.best, self.best_trial = float(value), trial_label(trial)
-            self._say(f"new best {self.best_trial} {self.metric} {fmt(self.best)}  "
-                      f"{brief(trial.config, self.searched)}")
+            values = searched_params(self.searched, trial.config)
+            self._say(f"new best {self.best_trial} {self.metric} {fmt(self.best)}  {brief(values, tuple(values))}")
 
     def _finished(self, trial, trials) -> None:
         """A trial ended (done, stopped or failed): record its duration and print the status line."""

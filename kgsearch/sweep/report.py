@@ -211,6 +211,7 @@ def load_experiment(exp: Path, reference: float | None = None, importances: dict
     starts = [r[0].get("trial_started_at", r[0].get("timestamp", math.inf)) for r in results.values() if r]
     began = timing.get("tune_started_at", min(starts, default=0.0))
     pick = max if mode == "max" else min
+    read_back = _searched_of(space)
     trials = []
     for label in sorted(set(table) | set(folders)):
         rows, row = results.get(label, []), table.get(label, {})
@@ -230,8 +231,9 @@ def load_experiment(exp: Path, reference: float | None = None, importances: dict
         best = _number(row.get(f"best_{metric}", ""))
         curve.best = best if isinstance(best, float) else (pick(curve.values) if curve.values else math.nan)
         config = (rows[0].get("config") or {}) if rows else {}
-        curve.params = {k: _number(row[k]) if k in row else config.get(k) for k in space
-                        if row.get(k, "") != "" or k in config}
+        from_config = read_back(config)  # a trial trials.csv lacks: its config fields, read as keys
+        curve.params = {k: _number(row[k]) if row.get(k, "") != "" else from_config[k] for k in space
+                        if row.get(k, "") != "" or k in from_config}
         curve.fidelity = {k: row[k] for k in FIDELITY_COLUMNS if row.get(k, "") != ""}
         if not curve.status:
             done = rows[-1].get("epochs_done", 0) if rows else 0
@@ -243,6 +245,22 @@ def load_experiment(exp: Path, reference: float | None = None, importances: dict
     return SweepData(name=spec.get("name", exp.name), metric=metric, mode=mode, space=space, trials=trials,
                      warm_start=trials[0].label if start_from and trials else None, start_from=start_from,
                      reference=reference, winners=winners(metrics), importances=importances)
+
+
+def _searched_of(space: dict):
+    """A function from a trial's config to its searched values by space key (entries may set another field
+    than their key: `param:`); `space` as sweep.yaml stores it."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from kgsearch.sweep.space import searched_values
+    from kgsearch.sweep.spec import Param
+
+    try:
+        adapter = TypeAdapter(Param)
+        params = {k: adapter.validate_python(v) for k, v in space.items()}
+    except ValidationError:  # a space this kgsearch cannot read: the keys as config fields
+        return lambda config: {k: config[k] for k in space if k in config}
+    return lambda config: searched_values(params, config)
 
 
 def _html_table(data) -> str:

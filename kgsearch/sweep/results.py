@@ -58,11 +58,22 @@ class TrialRow:
 FIDELITY_COLUMNS = ("rung", "graph_share", "rung_epochs", "promoted")
 
 
-def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
+def searched_params(searched: tuple[str, ...] | dict, config: dict) -> dict:
+    """A trial's searched values by key: `searched` the sweep's space (a dict: entries may set another field
+    than their key, kgsearch.sweep.space.searched_values) or plain config keys (a tuple)."""
+    if isinstance(searched, dict):
+        from kgsearch.sweep.space import searched_values
+
+        return searched_values(searched, config)
+    return {k: config[k] for k in searched if k in config}
+
+
+def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...] | dict,
                    unfinished: set[str] = frozenset(), train_runs: str | None = None,
                    failures: dict[str, dict] | None = None, budget_ended: bool = False) -> list[TrialRow]:
     """ResultGrid -> one TrialRow per trial, in creation order (`unfinished`: ids left to --resume;
-    `failures`: the failure records of kgsearch.sweep.failures, whose first error a failed trial shows).
+    `failures`: the failure records of kgsearch.sweep.failures, whose first error a failed trial shows;
+    `searched`: the sweep's space, or the config keys to show, as for `searched_params`).
     `budget_ended`: the time budget ended the search, so a trial Tune ended before its first result (and that
     is not in `unfinished`) was stopped by it, not left to a resume (which would block the re-training).
 
@@ -101,7 +112,7 @@ def collect_trials(results, metric: str, max_t: int, searched: tuple[str, ...],
         rows.append(TrialRow(
             trial=name, trial_id=str(trial_id), status=status, epochs=epochs,
             best=float(metrics.get("best_" + metric, math.nan)), best_epoch=int(metrics.get("best_epoch", 0) or 0),
-            params={k: config[k] for k in searched if k in config}, config=config, path=path,
+            params=searched_params(searched, config), config=config, path=path,
             checkpoint=checkpoint, time_s=float(metrics.get("time_total_s", 0.0) or 0.0), error=error,
             last=metrics))
     rows.sort(key=lambda r: r.trial)

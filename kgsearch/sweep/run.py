@@ -256,7 +256,7 @@ def finish(spec: SweepSpec, store: ExperimentStore, results, recipe_cls, dataset
     stopped before its first result is stopped, not unfinished: kgsearch.sweep.results.collect_trials)."""
     searched = spec.searched
     rows = search.rows if search is not None else collect_trials(
-        results, spec.metric, spec.scheduler.max_t, searched, unfinished_trials(store),
+        results, spec.metric, spec.scheduler.max_t, spec.space, unfinished_trials(store),
         train_runs=None if spec.resources.direct else f"{store.path}/{TRAIN_RUNS}",
         failures=all_recorded(store.join(TRAIN_RUNS)), budget_ended=budget_ended)
     store.write_text("trials.csv", trials_csv(rows, spec.metric, searched))

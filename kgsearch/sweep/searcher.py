@@ -32,6 +32,9 @@ state does not (asked after the last save of a killed driver) are marked FAIL th
 The first trial can be a run file's values (`start_values`, kgsearch.sweep.warmstart): they are queued
 like a resume's reruns, so a restored searcher, whose queue was saved after they were suggested, never
 suggests them twice.
+
+Optuna suggests by space key; `suggest` hands Tune the config fields those keys set (`param:`,
+kgsearch.sweep.space), so a trial's config never holds a key like `lr_rotate`. The queue holds keys.
 """
 
 from __future__ import annotations
@@ -141,7 +144,8 @@ class OptunaSearcher(Searcher):
         trial = study.ask()
         self.space(trial)
         self.trials[trial_id] = trial._trial_id
-        return dict(trial.params)
+        # Optuna's names are the space keys; Tune's trial config gets the config fields they set (`param:`)
+        return self.space.config(dict(trial.params))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self.trials.get(trial_id)
@@ -260,7 +264,8 @@ class SweepSearchGenerator(SearchGenerator):
             searcher.relocate(journal)
         if not reruns and not more:
             return
-        searcher.queued.extend(reruns)
+        # A failure record holds the trial's Tune config values (config fields): back to the space's keys
+        searcher.queued.extend(searcher.space.searched(r) for r in reruns)
         state = self.get_state()  # more samples, and not finished even if all were suggested before
         self.set_state({**state, "total_samples": state["total_samples"] + len(reruns) + more, "finished": False})
 

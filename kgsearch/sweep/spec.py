@@ -26,8 +26,13 @@ class _Strict(BaseModel):
 
 
 class _Param(_Strict):
-    # Exists only when these (choice) params have one of these values; a scalar means [scalar].
+    # Exists only when these (choice) params have one of these values; a scalar means [scalar]. A parent is a
+    # space entry (by its key) or a fixed field.
     when: dict[str, list[Scalar]] = Field(default_factory=dict)
+    # The config field the entry sets; None: its key. The key stays the Optuna parameter's name (trials.csv,
+    # importances, figures), the trial's config gets the field: `lr_rotate: {..., param: lr, when: {scorer:
+    # rotate}}`. Entries that set the same field need `when`s that never hold together (kgsearch.sweep.space).
+    param: StrictStr | None = None
 
     @field_validator("when", mode="before")
     @classmethod
@@ -35,6 +40,11 @@ class _Param(_Strict):
         if isinstance(value, dict):
             return {k: v if isinstance(v, list) else [v] for k, v in value.items()}
         return {} if value is None else value
+
+    def field(self, name: str) -> str:
+        """The config field this entry (space key `name`) sets. getattr: an entry pickled before `param`
+        existed (a searcher state that --resume unpickles) lacks the attribute."""
+        return getattr(self, "param", None) or name
 
     def active(self, chosen: dict) -> bool:
         return all(parent in chosen and chosen[parent] in allowed for parent, allowed in self.when.items())
@@ -283,4 +293,10 @@ class SweepSpec(_Strict):
 
     @property
     def searched(self) -> tuple[str, ...]:
+        """The searched parameters' names (space keys, Optuna's names): not always config fields (`param:`)."""
         return tuple(self.space)
+
+    @property
+    def searched_fields(self) -> set[str]:
+        """The config fields the space sets, in some trials at least."""
+        return {p.field(k) for k, p in self.space.items()}

@@ -81,10 +81,9 @@ def build_tuner(spec: SweepSpec, trainable, store: ExperimentStore, fail_fast: b
                 time_budget_s: float | None = None):
     from ray import tune
 
-    searched = spec.searched
     journal, carry = journal_path(store)  # the Optuna study, kept in the experiment folder
     search_alg = make_search_alg(spec, journal=journal, study_name=store.name, carry_journal=carry)
-    progress = ProgressPrinter(spec.metric, spec.scheduler.max_t, searched, asha=spec.scheduler.type == "asha",
+    progress = ProgressPrinter(spec.metric, spec.scheduler.max_t, spec.space, asha=spec.scheduler.type == "asha",
                                time_budget_s=time_budget_s, mode=spec.mode,
                                concurrency=spec.max_concurrent_trials)
     run_config = tune.RunConfig(

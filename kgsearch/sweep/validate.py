@@ -26,7 +26,7 @@ from kgsearch.errors import KGSearchError
 from kgsearch.recipe import RECIPES, check_metric, get_recipe
 from kgsearch.overrides import apply_overrides
 from kgsearch.sweep.rungs import grash_problems
-from kgsearch.sweep.space import check_configs, check_space
+from kgsearch.sweep.space import check_configs, check_entries, check_space, pin, unknown_field
 from kgsearch.sweep.spec import PARAM_MODELS, PARAM_TYPES, SECTIONS, SweepFile, SweepSpec
 from kgsearch.sweep.trackers import missing_trackers
 from kgsearch.sweep.warmstart import warm_start
@@ -151,9 +151,10 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
     smoke_fixed = _fixed_values(("smoke", "fixed"), parsed.smoke.fixed if parsed.smoke else {}, config_cls, doc,
                                 problems)
     space = dict(parsed.space)
+    pinned: dict[str, str] = {}  # {key: field} of the entries a pin took out (a `when` on them is then decided)
     for path in getattr(doc, "overrides", {}):  # --set fixed.lr=0.01 pins a searched parameter, as smoke does
         if len(path) == 2 and path[0] == "fixed":
-            space.pop(path[1], None)
+            pin(space, path[1], pinned)
     sched = parsed.scheduler.model_dump()
     sched["max_t"] = sched["max_t"] or int(defaults.epochs)  # the config's own training length
     samples, concurrency = parsed.num_samples, parsed.max_concurrent_trials
@@ -163,18 +164,11 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
             problems.raise_any()
         fixed.update(smoke_fixed)
         for k in smoke_fixed:
-            space.pop(k, None)  # a smoke override pins a searched parameter
+            pin(space, k, pinned)  # a smoke override pins a searched parameter
         samples = parsed.smoke.num_samples
         sched.update(max_t=parsed.smoke.max_t, grace_period=parsed.smoke.grace_period)
         concurrency = parsed.smoke.max_concurrent_trials or concurrency
-    for k in list(space):
-        try:
-            if k in fixed:
-                raise doc.error(("space", k), f"{k!r} is also set in `fixed`; a parameter is either fixed or searched")
-            _searchable(("space", k), k, recipe_cls, doc)
-        except KGSearchError as exc:
-            problems.add(exc)
-            space.pop(k)
+    check_entries(space, fixed, recipe_cls, doc, problems.add)
 
     # Command-line flags (already checked positive by argparse).
     samples = num_samples or samples
@@ -193,7 +187,7 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
     sched["grace_period"] = min(sched["grace_period"] or eval_every, sched["max_t"])
     fixed["epochs"] = sched["max_t"]
 
-    space = check_space(space, fixed, config_cls, doc, problems.add)
+    space = check_space(space, fixed, config_cls, doc, problems.add, pinned)
     if not problems.lines:  # configs built from parts already refused would only repeat those problems
         with problems.check():
             check_configs(config_cls, fixed, space, doc, ("smoke", "fixed") if smoke else ("fixed",))
@@ -265,20 +259,14 @@ def _retrain(parsed: SweepFile, smoke: bool, retrain: bool | None, space: dict, 
         problems.add(doc.error(section + ("seeds",), f"seeds must be distinct; {repeated} repeated"))
     if "seed" not in field_names(config_cls):
         problems.add(doc.error(section, "this model's config has no `seed` field to re-train with; set top_k: 0"))
-    elif "seed" in space:
-        problems.add(doc.error(("space", "seed"), "the re-training sets each run's seed, so `seed` cannot be "
-                                                  f"searched too; fix it in `fixed`, or set {'.'.join(section)}.top_k: 0"))
+    elif any(p.field(k) == "seed" for k, p in space.items()):
+        key = next(k for k, p in space.items() if p.field(k) == "seed")
+        problems.add(doc.error(("space", key), "the re-training sets each run's seed, so `seed` cannot be "
+                                               f"searched too; fix it in `fixed`, or set {'.'.join(section)}.top_k: 0"))
     if spec.eval_every is not None and "eval_every" not in field_names(config_cls):
         problems.add(doc.error(section + ("eval_every",), "this model's config has no `eval_every` field; remove "
                                                           f"{'.'.join(section)}.eval_every"))
     return spec
-
-
-def _unknown_param(path: tuple, key: str, config_cls: type, doc: YamlDoc) -> KGSearchError:
-    fields = field_names(config_cls)
-    hint = difflib.get_close_matches(key, fields, n=1)
-    return doc.error(path, f"{key!r} is not a parameter of this model's config"
-                           + (f" (did you mean {hint[0]!r}?)" if hint else "") + f"; known: {', '.join(sorted(fields))}")
 
 
 def _fixed_values(section: tuple, values: dict, config_cls: type, doc: YamlDoc, problems: Problems) -> dict:
@@ -291,24 +279,13 @@ def _fixed_values(section: tuple, values: dict, config_cls: type, doc: YamlDoc, 
 
 def _fixed_value(path: tuple, key: str, value: Any, config_cls: type, doc: YamlDoc) -> Any:
     if key not in field_names(config_cls):
-        raise _unknown_param(path, key, config_cls, doc)
+        raise unknown_field(path, key, config_cls, doc)
     if key == "epochs":
         raise doc.error(path, "epochs is set by scheduler.max_t (and --max-epochs), not here")
     try:
         return check_value(config_cls, key, value)
     except ConfigError as exc:
         raise doc.error(path, str(exc)) from None
-
-
-def _searchable(path: tuple, key: str, recipe_cls: type, doc: YamlDoc) -> None:
-    if key not in field_names(recipe_cls.Config):
-        raise _unknown_param(path, key, recipe_cls.Config, doc)
-    if key == "epochs":
-        raise doc.error(path, "epochs is set by scheduler.max_t; search the ASHA budget instead")
-    if key in recipe_cls.prepare_fields:
-        raise doc.error(path, f"{key!r} feeds {recipe_cls.__name__}.prepare(), which a sweep runs once with "
-                              "the fixed values for all trials; it cannot be searched (set it in `fixed`, or run "
-                              "one sweep per value)")
 
 
 def _known_keys(loc: tuple, raw: dict) -> list[str]:

@@ -4,14 +4,17 @@
 model, on whatever dataset the sweep runs (looked up next to the sweep file's `search_spaces/` folder, then in the repo); a path
 (absolute, or relative to the repo root, then to the working directory) picks another run file, of the
 same model; `null` or `none` turns it off. Each searched parameter that is active for those values gets
-the run file's value, or the recipe config's default where the run file does not set it; a value the
-space cannot produce is a validation error, never clamped. kgsearch.sweep.searcher enqueues the values
-as the study's first trial (`study.enqueue_trial`).
+the run file's value of the field it sets (its `param:`, else its key), or the recipe config's default where
+the run file does not set it; an entry whose `when` does not hold for those values is left out (a RotatE run
+file gives `lr_rotate`, never `lr_complex`). A value the space cannot produce is a validation error, never
+clamped. kgsearch.sweep.searcher enqueues the values (by key) as the study's first trial
+(`study.enqueue_trial`).
 
 `start_from` may also name an earlier sweep: its experiment folder or the `optuna_journal.log` in it
 (kgsearch.sweep.study). The first trial then has the searched values of that study's best COMPLETE
-trial, checked against this sweep's space in the same way; a parameter this sweep searches and the old
-study did not is sampled for that trial, one only the old study searched is left out.
+trial, checked against this sweep's space in the same way; they are matched by key (Optuna's parameter
+names), so a parameter this sweep searches and the old study did not (under that key) is sampled for that
+trial, one only the old study searched is left out.
 
 The first trial is the run file only if the sweep's `fixed` values agree with it too: `differences`
 lists the keys where they do not (shown by --dry-run; tests/test_search_spaces.py holds the shipped
@@ -26,7 +29,7 @@ from typing import Any, Callable
 
 from kgsearch.config import config_from_dict, config_to_dict
 from kgsearch.errors import KGSearchError
-from kgsearch.sweep.space import active_values
+from kgsearch.sweep.space import active_values, to_config
 from kgsearch.sweep.spec import ChoiceParam, IntParam, Param
 from kgsearch.yamlio import YamlDoc
 
@@ -175,16 +178,18 @@ def start_values(path: Path, run, space: dict[str, Param], config_cls: type, doc
         chosen = {k: sample[k] for k, p in space.items() if k in sample and p.active(sample)}
     else:
         config = config_from_dict(config_cls, run.params, source=str(path))
-        chosen = active_values(space, {k: getattr(config, k) for k in space})
+        chosen = active_values(space, {k: getattr(config, p.field(k)) for k, p in space.items()})
     values: dict[str, Any] = {}
     for key, value in chosen.items():
         ok, taken = _in_space(space[key], value)
         if ok:
             values[key] = taken
             continue
+        field = key if isinstance(run, StudyStart) else space[key].field(key)
+        shown = key if field == key else f"{key} ({field})"
         what = run.label if isinstance(run, StudyStart) else f"the run file {display(path)}"
-        where = what if key in run.params else f"the config's default: {what} does not set it"
-        report(doc.error(("space", key), f"the first trial's {key} = {value!r} ({where}) is outside the space "
+        where = what if field in run.params else f"the config's default: {what} does not set it"
+        report(doc.error(("space", key), f"the first trial's {shown} = {value!r} ({where}) is outside the space "
                                          f"{space[key].describe()}; widen the space, change `fixed`, or set "
                                          "start_from: null"))
     return values
@@ -205,18 +210,26 @@ def warm_start(start_from: Any, *, name: str, source: str, model: str, space: di
     return (None, {}) if problems else (str(path), values)
 
 
+def first_config(spec) -> dict[str, Any]:
+    """The first trial's params as the search hands them to Tune: `fixed` + the start values' fields."""
+    return {**spec.fixed, **to_config(spec.space, spec.start_values)}
+
+
 def differences(spec) -> dict[str, tuple[Any, Any]]:
-    """Keys the searched params leave alone where the first trial (`fixed` + the start values) differs
-    from its run file: {key: (the sweep's value, the run file's value)}; {} without a warm start."""
+    """Fields the searched params leave alone where the first trial (`fixed` + the start values) differs
+    from its run file: {field: (the sweep's value, the run file's value)}; {} without a warm start. Left
+    alone: neither set by an active entry, nor only by inactive entries without a `fixed` default (a field
+    that matters only in another branch); a `fixed` default that an inactive entry would override is compared."""
     if spec.start_from is None or is_study(spec.start_from):  # an earlier sweep's study: no run file
         return {}
     from kgsearch.recipe import get_recipe
     from kgsearch.run.runfile import RunFile
 
     config_cls = get_recipe(spec.model).Config
-    first = config_to_dict(config_from_dict(config_cls, {**spec.fixed, **spec.start_values}, source=spec.source))
+    first = config_to_dict(config_from_dict(config_cls, first_config(spec), source=spec.source))
     wanted = config_to_dict(RunFile.load(spec.start_from).config(spec.start_from))
-    return {k: (first[k], wanted[k]) for k in first if k not in spec.space and first[k] != wanted[k]}
+    searched = set(to_config(spec.space, spec.start_values)) | (spec.searched_fields - set(spec.fixed))
+    return {k: (first[k], wanted[k]) for k in first if k not in searched and first[k] != wanted[k]}
 
 
 def display(path: str | os.PathLike) -> str:
@@ -249,4 +262,5 @@ def listed(name: str, source: str, data: dict) -> str:
     return "-"
 
 
-__all__ = ["AUTO", "warm_start", "is_study", "find_run_file", "start_values", "differences", "display", "listed"]
+__all__ = ["AUTO", "warm_start", "is_study", "find_run_file", "start_values", "first_config", "differences", "display",
+           "listed"]
