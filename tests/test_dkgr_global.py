@@ -246,7 +246,7 @@ def test_config_checks_the_history_weight():
     for bad in (0.0, 1.0, -0.2):
         with pytest.raises(KGSearchError, match="'history_weight' must be in"):
             config_from_dict(DkgrConfig, {"global_history": True, "history_weight": bad}, source="run.yaml")
-    assert config_from_dict(DkgrConfig, {}, source="run.yaml").global_history is False
+    assert config_from_dict(DkgrConfig, {}, source="run.yaml").global_history is True  # the default (recipe.py)
 
 
 def test_prepared_data_without_the_index_still_builds_it():

@@ -32,7 +32,8 @@ def tiny_history(m: int = 2) -> SnapshotHistory:
 
 def tiny_model(**overrides) -> DkgrModel:
     cfg = dataclasses.replace(DkgrConfig(dim=D, decoder_channels=4, dropout=0.0, input_dropout=0.0,
-                                         hidden_dropout=0.0, feature_dropout=0.0), **overrides)
+                                         hidden_dropout=0.0, feature_dropout=0.0,
+                                         global_history=False), **overrides)  # the paper's model
     cfg.validate()
     names = ["A_(X)", "B_(X)", "C", "D_(Y)", "X", "Y"]
     torch.manual_seed(0)
