@@ -1,6 +1,6 @@
 """Ablation table: one run file trained as several variants over several seeds, test metrics mean ± std.
 
-    python bench/ablation.py configs/dans_family.yaml --seeds 0 1 2 \
+    python bench/ablation.py configs/dans_rotate_family.yaml --seeds 0 1 2 \
         --variant full: --variant "w/o DFS:dfs=false" --variant "w/o CCD:ccd=false" \
         --variant "w/o DTM:dtm=false" --variant "baseline:dans=false" --out docs/ablation_dans_family.json
     python bench/ablation.py configs/dkgr_icews14.yaml --set epochs=3 --variant full: \

@@ -1,10 +1,13 @@
 """Search methods compared at equal wall time: one sweep file, each method x each searcher seed, one sweep
 after the other, then a markdown table.
 
-    python bench/sweep_compare.py dans_umls --seeds 0 1 2 --reference 0.9280
-    python bench/sweep_compare.py dans_family --data-root ../shared/datasets --seeds 0 1 2 --reference VAL \
+    python bench/sweep_compare.py dans_rotate_umls --seeds 0 1 2 --reference 0.9280
+    python bench/sweep_compare.py dans_rotate_family --data-root ../shared/datasets --seeds 0 1 2 --reference VAL \
         --time-budget 30
-    python bench/sweep_compare.py dans_umls --seeds 0 1 2 --reference 0.9280 --dry-run   # the commands only
+    python bench/sweep_compare.py dans_rotate_umls --seeds 0 1 2 --reference 0.9280 --dry-run   # the commands only
+
+(0.9280: the 3-seed validation MRR of configs/dans_rotate_umls.yaml, docs/benchmarks_sweep.md 5.1; the
+ComplEx-N3 sweeps dans_umls / dans_family take their own run file's value.)
 
 Methods, each a set of `python -m kgsearch.sweep` flags on the same sweep file:
 

@@ -156,8 +156,8 @@ def test_ray_job_stop_writes_the_results_and_a_resumed_job_continues(head_node):
     import time
 
     storage = head_node.base / "results"
-    exp = storage / "dans_umls"
-    command = ["--", PYTHON, "-m", "kgsearch.sweep", "dans_umls", "--smoke", "--max-epochs", "40", "--no-retrain",
+    exp = storage / "dans_rotate_umls"  # RotatE smoke epochs are the slower ones: time to stop the job mid-way
+    command = ["--", PYTHON, "-m", "kgsearch.sweep", "dans_rotate_umls", "--smoke", "--max-epochs", "40", "--no-retrain",
                "--storage", str(storage)]
     submit = ["job", "submit", "--address", head_node.address, "--runtime-env", "cluster/runtime_env.yaml",
               "--working-dir", "."]

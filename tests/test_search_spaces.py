@@ -12,8 +12,9 @@ from kgsearch.sweep.space import optuna_space, to_config
 from kgsearch.sweep.validate import REPO_ROOT, load_spec
 
 SHIPPED = sorted(p.stem for p in (REPO_ROOT / "search_spaces").glob("*.yaml"))
-EXPECTED = {"dans_umls", "dans_family", "dans_nbfnet_umls", "dans_nbfnet_family", "dans_wn18rr", "dans_fb15k237", "dans_nell995",
-            "dkgr_icews14", "dkgr_icews18", "dkgr_icews0515", "dans_umls_bases"}
+EXPECTED = {"dans_umls", "dans_family", "dans_rotate_umls", "dans_rotate_family", "dans_nbfnet_umls",
+            "dans_nbfnet_family", "dans_wn18rr", "dans_fb15k237", "dans_nell995", "dkgr_icews14", "dkgr_icews18", "dkgr_icews0515",
+            "dans_umls_bases"}
 LARGE = {"dans_wn18rr", "dans_fb15k237", "dans_nell995", "dkgr_icews18", "dkgr_icews0515"}
 SOFTMAX_BASES = {"complex_n3", "nbfnet"}
 # Each paper's searchable hyperparameters, by config field name (a model without a paper list: none).
@@ -95,8 +96,16 @@ WITH_RUN_FILE = sorted(RUN_FILES)
 
 
 def test_the_small_sweeps_start_from_their_run_files():
-    assert {"dans_umls", "dans_family", "dkgr_icews14"} <= set(WITH_RUN_FILE)
-    assert RUN_FILES["dans_umls_bases"] == "configs/dans_umls.yaml"  # no run file of its own: the RotatE one
+    assert {"dans_umls", "dans_family", "dans_rotate_umls", "dans_rotate_family", "dkgr_icews14"} <= set(WITH_RUN_FILE)
+    assert RUN_FILES["dans_umls_bases"] == "configs/dans_umls.yaml"  # no run file of its own: the ComplEx-N3 one
+
+
+def test_the_default_dans_sweeps_search_the_complex_n3_base():
+    """dans_umls / dans_family search the default base (ComplEx-N3); dans_rotate_* the RotatE alternative."""
+    for name in ("dans_umls", "dans_family"):
+        assert load_spec(name).fixed["scorer"] == "complex_n3", name
+    for name in ("dans_rotate_umls", "dans_rotate_family"):
+        assert load_spec(name).fixed["scorer"] == "rotate", name
 
 
 @pytest.mark.parametrize("name", WITH_RUN_FILE)

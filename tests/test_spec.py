@@ -391,8 +391,8 @@ def test_start_from_a_path_relative_to_the_repo_or_absolute(tmp_path):
     assert spec.start_from == str(other.resolve()) and spec.start_values["lr"] == 0.002
     text = WARM.replace("[16, 32]", "[16, 32, 200]").replace("high: 1.0e-2}", "high: 1.0e-2}\n  gamma: "
                                                              "{type: uniform, low: 4, high: 16}")
-    spec = load_spec(project(tmp_path, text + "start_from: configs/dans_umls.yaml\n", run=None))
-    assert spec.start_from.endswith("configs/dans_umls.yaml")
+    spec = load_spec(project(tmp_path, text + "start_from: configs/dans_rotate_umls.yaml\n", run=None))
+    assert spec.start_from.endswith("configs/dans_rotate_umls.yaml")
     assert spec.start_values["dim"] == 200 and spec.start_values["gamma"] == 9.0
 
 

@@ -21,8 +21,8 @@ def sc():
 
 
 def row(method: str, seed: int, first: float | None, test: float, best_val: float = 0.93, trials: int = 30) -> dict:
-    return {"sweep": "dans_umls", "method": method, "seed": seed, "command": [method, str(seed)], "metric": "val_mrr",
-            "target": 0.933, "first_target_s": first, "best_val": best_val, "test_key": "test_mrr", "test_mean": test,
+    return {"sweep": "dans_rotate_umls", "method": method, "seed": seed, "command": [method, str(seed)],
+            "metric": "val_mrr", "target": 0.933, "first_target_s": first, "best_val": best_val, "test_key": "test_mrr", "test_mean": test,
             "test_std": 0.005, "trials": trials, "search_s": 600.0, "wall_s": 900.0}
 
 
@@ -42,19 +42,19 @@ def test_the_table_aggregates_the_repeats_of_each_method(sc):
 
 def test_dry_run_prints_one_command_per_method_and_seed(sc, capsys, tmp_path):
     out = tmp_path / "r.json"
-    assert sc.main(["dans_umls", "--seeds", "0", "1", "--dry-run", "--time-budget", "12", "--out", str(out)]) == 0
+    argv = ["dans_rotate_umls", "--seeds", "0", "1", "--dry-run", "--time-budget", "12", "--out", str(out)]
+    assert sc.main(argv) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 6 and not out.exists()
     common = "--time-budget 12 --num-samples 200"
-    assert lines[0] == f"python -m kgsearch.sweep dans_umls --name dans_umls-default-s0 --set searcher.seed=0 {common}"
-    assert lines[3] == ("python -m kgsearch.sweep dans_umls --name dans_umls-legacy-s1 --set searcher.feedback=last "
-                        f"--set start_from=null --set searcher.seed=1 {common}")
-    assert lines[4] == ("python -m kgsearch.sweep dans_umls --name dans_umls-random-s0 --searcher random --no-asha "
-                        f"--set searcher.seed=0 {common}")
+    sweep = "python -m kgsearch.sweep dans_rotate_umls --name dans_rotate_umls"
+    assert lines[0] == f"{sweep}-default-s0 --set searcher.seed=0 {common}"
+    assert lines[3] == f"{sweep}-legacy-s1 --set searcher.feedback=last --set start_from=null --set searcher.seed=1 {common}"
+    assert lines[4] == f"{sweep}-random-s0 --searcher random --no-asha --set searcher.seed=0 {common}"
 
 
 def test_each_methods_flags_give_the_sweep_it_stands_for(sc):
-    args = sc.parse_args(["dans_umls", "--reference", "0.928"])
+    args = sc.parse_args(["dans_rotate_umls", "--reference", "0.928"])
     specs = {m: sc.check_command(sc.sweep_command(args, m, 1)) for m in sc.METHODS}
     d, legacy, rand = specs["default"], specs["legacy"], specs["random"]
     assert (d.searcher.type, d.searcher.feedback, d.scheduler.type, d.searcher.seed) == ("tpe", "best", "asha", 1)
@@ -75,7 +75,7 @@ def fake_sweep(exp: Path, first_reach_at: float) -> None:
     (exp / "t001_a" / "result.json").write_text(
         "".join(json.dumps({"val_mrr": v, "timestamp": 1000.0 + t}) + "\n"
                 for v, t in [(0.90, 50.0), (0.94, first_reach_at), (0.935, first_reach_at + 30)]))
-    (exp / "summary.txt").write_text(f"sweep dans_umls finished in 13.3 min -> {exp}\n")
+    (exp / "summary.txt").write_text(f"sweep dans_rotate_umls finished in 13.3 min -> {exp}\n")
     (exp / "best").mkdir()
     (exp / "best" / "metrics.json").write_text(json.dumps({"test_key": "test_mrr", "test_mrr_mean": 0.936,
                                                            "test_mrr_std": 0.004, "val_mrr_mean": 0.932,
@@ -94,7 +94,7 @@ def test_a_run_appends_each_sweep_and_a_rerun_skips_it(sc, tmp_path, monkeypatch
     monkeypatch.setattr(sc, "run_command", call)
     monkeypatch.setattr(sc, "check_command", lambda cmd: None)
     out = tmp_path / "compare.json"
-    argv = ["dans_umls", "--seeds", "0", "--methods", "default", "random", "--reference", "0.928",
+    argv = ["dans_rotate_umls", "--seeds", "0", "--methods", "default", "random", "--reference", "0.928",
             "--storage", str(tmp_path / "runs"), "--out", str(out)]
     assert sc.main(argv) == 0
     rows = json.loads(out.read_text())
@@ -110,13 +110,13 @@ def test_a_run_appends_each_sweep_and_a_rerun_skips_it(sc, tmp_path, monkeypatch
 
 
 def test_a_folder_whose_sweep_did_not_finish_is_neither_run_again_nor_recorded(sc, tmp_path, monkeypatch, capsys):
-    exp = tmp_path / "runs" / "dans_umls-random-s0"
+    exp = tmp_path / "runs" / "dans_rotate_umls-random-s0"
     fake_sweep(exp, 100.0)
-    (exp / "summary.txt").write_text("sweep dans_umls interrupted after 1.2 min (2 trial(s) unfinished)\n")
+    (exp / "summary.txt").write_text("sweep dans_rotate_umls interrupted after 1.2 min (2 trial(s) unfinished)\n")
     calls = []
     monkeypatch.setattr(sc, "run_command", lambda cmd: calls.append(cmd) or 0)
     monkeypatch.setattr(sc, "check_command", lambda cmd: None)
     out = tmp_path / "compare.json"
-    assert sc.main(["dans_umls", "--seeds", "0", "--methods", "random", "--reference", "0.928",
+    assert sc.main(["dans_rotate_umls", "--seeds", "0", "--methods", "random", "--reference", "0.928",
                     "--storage", str(tmp_path / "runs"), "--out", str(out)]) == 1
     assert calls == [] and not out.exists() and "delete it" in capsys.readouterr().out

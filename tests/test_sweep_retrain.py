@@ -126,7 +126,8 @@ def test_dry_run_shows_the_retrain_and_counts_its_epochs(tmp_path, capsys):
 
 def test_the_shipped_sweeps_retrain_small_graphs_3x3_large_ones_less_and_smoke_tiny():
     large = {"dans_wn18rr", "dans_fb15k237", "dans_nell995", "dkgr_icews18", "dkgr_icews0515"}
-    for name in ("dans_umls", "dans_family", "dans_nbfnet_umls", "dans_nbfnet_family", "dkgr_icews14", *large):
+    for name in ("dans_umls", "dans_family", "dans_rotate_umls", "dans_rotate_family", "dans_umls_bases",
+                 "dans_nbfnet_umls", "dans_nbfnet_family", "dkgr_icews14", *large):
         spec, smoke = load_spec(name), load_spec(name, smoke=True)
         runs = (spec.retrain.top_k, len(spec.retrain.seeds))
         assert runs == ((2, 2) if name in large else (3, 3)), name

@@ -40,7 +40,7 @@ def cost_lines(spec: SweepSpec) -> list[str]:
     if s.type == "asha":
         est = asha_epochs(spec.num_samples, s.grace_period, s.reduction_factor, s.max_t)
         lines.append(f"ASHA (grace {s.grace_period}, reduction {s.reduction_factor}): about {math.ceil(est)} "
-                     f"trial-epochs; budget ~1.5x that ({math.ceil(1.5 * est)}), as measured on dans_umls")
+                     f"trial-epochs; budget ~1.5x that ({math.ceil(1.5 * est)}), as measured on dans_rotate_umls")
         epochs = 1.5 * est
     elif s.type == "grash":
         rungs = plan_rungs(spec.num_samples, s.eta, s.budget, s.variant, s.max_t)
