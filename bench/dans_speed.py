@@ -2,7 +2,7 @@
 
     python bench/dans_speed.py --config configs/dans_umls.yaml --epochs 3 --threads 1 [--set key=value ...]
     python bench/dans_speed.py --dataset umls --set dim=200 --set negatives=64
-    python bench/dans_speed.py --config configs/dans_wn18rr.yaml --data-root ../shared/datasets --max-batches 20
+    python bench/dans_speed.py --config configs/dans_complex_wn18rr.yaml --data-root ../shared/datasets --max-batches 20
 
 Both recipes get the same params (the run file's, then --set; only `dans` differs), so dim / batch /
 negatives match; the timed epochs are the first ones of a run with the given `epochs`. Each is warmed up
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                         "triples_per_s": round(n_train / median, 1),
                         "epoch_cpu_s": round(statistics.median(cpu[name]), 3)}
     if args.max_batches:
-        batches = -(-2 * n_train // recipes["dans"].config.batch_size)  # both directions of every triple
+        batches = -(-len(recipes["dans"].queries) // recipes["dans"].config.batch_size)  # a full epoch's
         scale = batches / min(args.max_batches, batches)
         result["batches_per_epoch"] = batches
         for name in times:
