@@ -6,7 +6,7 @@ import networkx as nx
 import numpy as np
 import torch
 
-from kgsearch.dans.difficulty import (STRUCTURAL_FEATURES, degree_target, fit_difficulty, kmeans_types,
+from kgsearch.dans.difficulty import (STRUCTURAL_FEATURES, capped_queries, degree_target, fit_difficulty, kmeans_types,
                                       mean_rank_target, sampled_closeness, structural_features,
                                       undirected_graph)
 from kgsearch.dans.graph import cluster_centroids, neighbour_csr, neighbour_mean
@@ -69,6 +69,34 @@ def test_mean_rank_target_is_zero_for_a_perfect_scorer():
         scorer.entity.copy_(torch.arange(6.0).unsqueeze(1))
         scorer.relation.fill_(1.0)
     assert torch.allclose(mean_rank_target(scorer, train), torch.zeros(6))
+
+
+def test_capped_queries_caps_frequent_answers_and_keeps_every_answer():
+    target = torch.tensor([0] * 50 + [1] * 20 + [2] * 3 + [3])          # 74 queries; entity 4 answers none
+    keep = capped_queries(target, 5, max_queries=30, seed=1)
+    counts = torch.bincount(target[keep], minlength=5)
+    assert counts.tolist() == [13, 13, 3, 1, 0]        # c = 13: 13 + 13 + 3 + 1 = 30, c = 14 would be 32
+    assert len(set(keep.tolist())) == len(keep)
+    assert capped_queries(target, 5, max_queries=74) is None and capped_queries(target, 5, 0) is None
+    assert not torch.equal(keep, capped_queries(target, 5, max_queries=30, seed=2))   # a seeded sample
+
+
+def test_mean_rank_target_with_a_query_budget():
+    torch.manual_seed(0)
+    hub = [[1 + i % 11, i % 2, 0] for i in range(40)]                  # entity 0 answers 40 tail queries
+    ring = [[1 + i, 1, 1 + (i + 1) % 11] for i in range(11)]
+    train = torch.tensor(hub + ring)                                     # 102 queries, both directions
+    scorer = build_scorer("transe", 12, 2, 4)
+    full = mean_rank_target(scorer, train)
+    assert torch.equal(mean_rank_target(scorer, train, max_queries=102), full)
+    capped = mean_rank_target(scorer, train, max_queries=60)
+    assert not torch.allclose(capped[0], full[0])                        # the hub's estimate is a sample
+    # an entity that answers no more queries than the cap keeps all of them: its value is exact
+    answers = torch.cat([train[:, 2], train[:, 0]])
+    kept = torch.bincount(answers[capped_queries(answers, 12, 60)], minlength=12)
+    whole = kept == torch.bincount(answers, minlength=12)
+    assert whole[1:].sum() >= 3 and not whole[0]
+    assert torch.allclose(capped[whole], full[whole])
 
 
 def test_kmeans_types_separates_blobs():

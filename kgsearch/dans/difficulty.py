@@ -98,16 +98,44 @@ def min_max(x: torch.Tensor) -> torch.Tensor:
 # -- supervision targets for the MLP (the paper leaves this open) ------------------------------
 
 @torch.no_grad()
-def mean_rank_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def capped_queries(target: torch.Tensor, num_entities: int, max_queries: int, seed: int = 0) -> torch.Tensor | None:
+    """Indices of at most `max_queries` queries (None: keep all): every entity keeps up to c of the queries
+    it answers (a seeded choice), c the largest cap that fits. Frequent answers lose queries first and no
+    entity that answers a query loses all of them, so each still gets its own mean-rank estimate (with
+    more entities than `max_queries`, c = 1 exceeds the budget). Ranking a query costs O(N), which is
+    what makes the full target dominate the preparation on FB15k-237 (docs/benchmarks_dans.md)."""
+    if max_queries <= 0 or len(target) <= max_queries:
+        return None
+    counts = torch.bincount(target, minlength=num_entities)
+    low, high = 1, int(counts.max())
+    while low < high:                      # largest c with sum(min(count, c)) <= max_queries
+        mid = (low + high + 1) // 2
+        if int(counts.clamp(max=mid).sum()) <= max_queries:
+            low = mid
+        else:
+            high = mid - 1
+    perm = torch.randperm(len(target), generator=torch.Generator().manual_seed(seed))
+    order = perm[torch.argsort(target[perm], stable=True)]   # grouped by answer, shuffled within
+    grouped = target[order]
+    position = torch.arange(len(order)) - torch.searchsorted(grouped, grouped)
+    return order[position < low].sort().values
+
+
+def mean_rank_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 512, max_queries: int = 0,
+                     seed: int = 0) -> torch.Tensor:
     """log(mean filtered rank of e as the answer of training queries, both directions) / log N, in [0, 1].
 
     Filtered by the training facts only. The log keeps the heavy tail of ranks from squashing most
-    entities to 0; entities that answer no training query get the mean target.
+    entities to 0; entities that answer no training query get the mean target. `max_queries` > 0 ranks
+    only a per-entity capped sample of the queries (`capped_queries`).
     """
     n, num_rel = scorer.num_entities, scorer.num_relations
     device = scorer.entity.device
     anchor, rel, target = both_directions(train.long(), num_rel)
-    index = FilterIndex.build(anchor * (2 * num_rel) + rel, target).to(device)
+    index = FilterIndex.build(anchor * (2 * num_rel) + rel, target).to(device)   # filter: all training facts
+    keep = capped_queries(target, n, max_queries, seed)
+    if keep is not None:
+        anchor, rel, target = anchor[keep], rel[keep], target[keep]
     ranks = torch.empty(len(anchor), dtype=torch.float64)
     for i in range(0, len(anchor), batch_size):
         a, r, t = (x[i:i + batch_size].to(device) for x in (anchor, rel, target))
@@ -122,7 +150,7 @@ def mean_rank_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 51
     return value.clamp(0.0, 1.0).float()
 
 
-def degree_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def degree_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 512, **_) -> torch.Tensor:
     """Alternative target: 1 − normalised log triple count (rarely seen entities are hard)."""
     count = torch.bincount(torch.cat([train[:, 0], train[:, 2]]).long(), minlength=scorer.num_entities)
     return 1.0 - min_max(torch.log1p(count.double()).unsqueeze(1)).squeeze(1).float()
