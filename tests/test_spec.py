@@ -434,3 +434,39 @@ def test_a_bad_start_from_is_an_error(tmp_path, start_from, reason):
         load_spec(path)
     assert str(info.value).startswith(f"{path}:{line_of(text, 'start_from')}: start_from: ")
     assert reason in str(info.value)
+
+
+def test_time_budget_comes_from_the_file_and_the_flag_overrides_it(tmp_path):
+    path = write(tmp_path, BASE.replace("num_samples: 4\n", "num_samples: 4\ntime_budget_minutes: 7.5\n", 1))
+    assert load_spec(path).time_budget_minutes == 7.5
+    assert load_spec(path, time_budget_minutes=2).time_budget_minutes == 2  # --time-budget
+    assert load_spec(path, smoke=True).time_budget_minutes is None  # a smoke run is seconds, never cut short
+    assert load_spec(write(tmp_path, BASE)).time_budget_minutes is None
+    assert "time_budget_minutes" in error_of(tmp_path, BASE.replace("num_samples: 4\n",
+                                                                    "num_samples: 4\ntime_budget_minutes: 0\n", 1))
+
+
+def test_asha_decides_a_rung_on_the_best_validation_so_far(tmp_path):
+    """A trial whose rung epoch dipped below the cutoff but whose best epoch is above it goes on."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from kgsearch.sweep.tuner import make_scheduler
+
+    spec = load_spec(write(tmp_path, BASE))  # ASHA, grace 2, reduction 3
+    scheduler = make_scheduler(spec)
+    scheduler.set_search_properties(spec.metric, spec.mode)  # what Tune does: must not replace best_val_mrr
+    steady, dipped = SimpleNamespace(trial_id="a"), SimpleNamespace(trial_id="b")
+    for trial in (steady, dipped):
+        scheduler.on_trial_add(None, trial)
+    rung = {"epochs_done": 2}
+    assert scheduler.on_trial_result(None, steady, {**rung, "val_mrr": 0.90, "best_val_mrr": 0.90}) \
+        == TrialScheduler.CONTINUE
+    # Its epoch-2 value (0.85) is below the rung's cutoff (0.90), its best (epoch 1: 0.95) is above it.
+    assert scheduler.on_trial_result(None, dipped, {**rung, "val_mrr": 0.85, "best_val_mrr": 0.95}) \
+        == TrialScheduler.CONTINUE
+    late = SimpleNamespace(trial_id="c")
+    scheduler.on_trial_add(None, late)
+    assert scheduler.on_trial_result(None, late, {**rung, "val_mrr": 0.97, "best_val_mrr": 0.80}) \
+        == TrialScheduler.STOP

@@ -94,7 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "best/ is the best search trial")
     parser.add_argument("--cpu", action="store_true", help="run trials on CPU even where the sweep asks for GPUs")
     parser.add_argument("--time-budget", type=_positive, metavar="MINUTES",
-                        help="stop the search after this many minutes (running trials are stopped too)")
+                        help="stop the search after this many minutes (running trials are stopped too); "
+                        "overrides the sweep file's time_budget_minutes")
     args = parser.parse_args(argv)
     if not args.list and not args.sweep:
         parser.error("a sweep name or file is required (or --list)")
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_spec(args.sweep, smoke=args.smoke, num_samples=args.num_samples, max_epochs=args.max_epochs,
                      searcher=args.searcher, asha=False if args.no_asha else None,
                      max_concurrent_trials=args.max_concurrent, data_root=args.data_root, sets=sets,
-                     set_origins=origins, retrain=False if args.no_retrain else None)
+                     set_origins=origins, retrain=False if args.no_retrain else None,
+                     time_budget_minutes=args.time_budget)
     if args.dry_run:
         from kgsearch.sweep.plan import dry_run_text
         from kgsearch.sweep.run import experiment_store
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     outcome = run_sweep(spec, storage=args.storage, name=args.name, data_root=args.data_root,
                         resume=args.resume, fail_fast=args.fail_fast,
-                        time_budget_s=args.time_budget * 60 if args.time_budget else None, cpu_only=args.cpu,
+                        time_budget_s=spec.time_budget_minutes * 60 if spec.time_budget_minutes else None,
+                        cpu_only=args.cpu,
                         resume_samples=args.num_samples if args.resume else None, resume_add=args.add_samples,
                         retrain=not args.no_retrain)
     if outcome.terminated:

@@ -52,6 +52,9 @@ def cost_lines(spec: SweepSpec) -> list[str]:
         epochs = full * s.max_t
     else:
         epochs = fifo
+    if spec.time_budget_minutes:
+        lines.append(f"time budget: the search stops after {spec.time_budget_minutes:g} minutes, whatever trials "
+                     "remain (the re-training comes after it)")
     r = spec.retrain
     if r.on:
         extra = r.runs() * s.max_t

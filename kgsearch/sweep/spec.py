@@ -236,6 +236,9 @@ class SweepFile(_Strict):
     mode: Literal["max", "min"] = "max"
     num_samples: int = Field(DEFAULT_NUM_SAMPLES, ge=1)
     max_concurrent_trials: int = Field(1, ge=1)
+    # Minutes of search (Tune's time_budget_s; the re-training comes after it), so that a sweep file can
+    # promise its wall time whatever the trials cost; --time-budget overrides it, --smoke ignores it.
+    time_budget_minutes: float | None = Field(None, gt=0, allow_inf_nan=False)
     searcher: SearcherSpec = Field(default_factory=SearcherSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
@@ -290,6 +293,7 @@ class SweepSpec(_Strict):
     start_values: dict[str, Any] = Field(default_factory=dict)  # its values of the searched (active) params
     # A spec stored before the re-training existed reads as the default (3 x 3).
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
+    time_budget_minutes: float | None = None  # the search's (--time-budget, else the file's; none under --smoke)
 
     @property
     def searched(self) -> tuple[str, ...]:

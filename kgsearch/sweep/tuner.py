@@ -20,14 +20,16 @@ from kgsearch.sweep.trackers import tracker_callbacks
 
 
 def make_scheduler(spec: SweepSpec):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
+
+    from kgsearch.sweep.asha import BestSoFarASHA
 
     s = spec.scheduler
     if s.type in ("fifo", "grash"):  # grash: each rung trains its configurations to the rung's epochs
         return FIFOScheduler()
     # time_attr: our epoch counter; training_iteration restarts at 1 after a resume.
-    return ASHAScheduler(time_attr="epochs_done", max_t=s.max_t, grace_period=s.grace_period,
-                         reduction_factor=s.reduction_factor)
+    return BestSoFarASHA(metric=f"best_{spec.metric}", mode=spec.mode, time_attr="epochs_done", max_t=s.max_t,
+                         grace_period=s.grace_period, reduction_factor=s.reduction_factor)
 
 
 def trainable_module(model: str):

@@ -115,12 +115,13 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
                num_samples: int | None = None, max_epochs: int | None = None, searcher: str | None = None,
                asha: bool | None = None, max_concurrent_trials: int | None = None,
                data_root: str | None = None, sets: Sequence[str] = (), set_origins: Sequence[str] | None = None,
-               retrain: bool | None = None) -> SweepSpec:
+               retrain: bool | None = None, time_budget_minutes: float | None = None) -> SweepSpec:
     """Validate a sweep file's text and apply `sets` (--set KEY=VALUE), --smoke and the command-line flags.
 
     Every problem is reported at once (KGSearchError, one line each). `data_root` (--data-root) is
     where a dataset name that is not a known benchmark is looked up, before the file's own `data_root`.
-    `retrain=False` (--no-retrain) turns the top-k re-training off.
+    `retrain=False` (--no-retrain) turns the top-k re-training off; `time_budget_minutes` (--time-budget)
+    replaces the file's search budget.
     """
     doc = apply_overrides(parse_yaml(text, source, what="sweep settings"), list(sets),
                           list(set_origins) if set_origins else None)
@@ -221,7 +222,8 @@ def parse_spec(text: str, *, source: str = "<sweep>", name: str = "sweep", smoke
         scheduler=parsed.scheduler.model_copy(update=sched), resources=res, storage=parsed.storage,
         fixed=fixed, space=space, description=parsed.description, smoke=smoke, retries=parsed.retries,
         checkpoints=parsed.checkpoints, tracking=parsed.tracking, start_from=start_from, start_values=start_values,
-        retrain=retrain_spec)
+        retrain=retrain_spec,
+        time_budget_minutes=time_budget_minutes or (None if smoke else parsed.time_budget_minutes))
 
 
 # ------------------------------------------------------------------------------------------------
