@@ -201,3 +201,21 @@ def test_track_without_the_package_is_refused_before_anything_starts(capsys, tmp
     code, err = run_cli(["dans_umls", "--track", "wandb", "--storage", str(tmp_path)], capsys)
     assert code == 2 and "--track wandb: tracking.wandb: the wandb package is not installed" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flags, minutes", [([], 7), (["--time-budget", "2"], 2), (["--smoke"], None)])
+def test_the_sweep_files_time_budget_reaches_the_search(monkeypatch, tmp_path, flags, minutes):
+    """dans_umls states time_budget_minutes: 7; --time-budget replaces it, --smoke drops it."""
+    import kgsearch.sweep.run as run
+    from kgsearch.sweep.cli import main
+    from kgsearch.sweep.run import SweepOutcome
+
+    seen = {}
+
+    def fake_run_sweep(spec, **kw):
+        seen["budget_s"] = kw["time_budget_s"]
+        return SweepOutcome(experiment=tmp_path, rows=[], best=None, wall_s=0.0)
+
+    monkeypatch.setattr(run, "run_sweep", fake_run_sweep)
+    assert main(["dans_umls", "--storage", str(tmp_path), *flags]) == 0
+    assert seen["budget_s"] == (None if minutes is None else minutes * 60)
