@@ -126,11 +126,13 @@ def test_dry_run_shows_the_retrain_and_counts_its_epochs(tmp_path, capsys):
 
 def test_the_shipped_sweeps_retrain_small_graphs_3x3_large_ones_less_and_smoke_tiny():
     large = {"dans_wn18rr", "dans_fb15k237", "dans_nell995", "dkgr_icews18", "dkgr_icews0515"}
+    # dans_umls (make sweep) re-trains its best only, with 3 seeds: a 15-minute laptop sweep (its file says why)
+    budgeted = {"dans_umls": (1, 3)}
     for name in ("dans_umls", "dans_family", "dans_rotate_umls", "dans_rotate_family", "dans_umls_bases",
                  "dans_nbfnet_umls", "dans_nbfnet_family", "dkgr_icews14", *large):
         spec, smoke = load_spec(name), load_spec(name, smoke=True)
         runs = (spec.retrain.top_k, len(spec.retrain.seeds))
-        assert runs == ((2, 2) if name in large else (3, 3)), name
+        assert runs == budgeted.get(name, (2, 2) if name in large else (3, 3)), name
         assert smoke.retrain.top_k == 1 and len(smoke.retrain.seeds) <= 2 and smoke.fixed["epochs"] <= 2, name
 
 
