@@ -17,6 +17,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 
 from kgsearch.errors import KGSearchError
@@ -220,6 +221,9 @@ def test_a_search_trial_that_is_a_seeds_run_is_reused_and_only_the_other_runs_ar
                           if (t, s) != ("t001", 0)]  # seed-major, as the full grid was
     record, _ = retrain_record(spec, picked, 4, plan)
     assert [c.get("reused_seeds") for c in record["candidates"]] == [None, [0], None, None, None]
+    assert plan.continued == {("t002", 0): stopped}  # the same run, stopped by ASHA: continued, not restarted
+    assert plan.starts() == {"t002-s0": stopped.checkpoint}
+    assert [c.get("continued_seeds") for c in record["candidates"]] == [[0], None, None, None, None]
     # The Tuner's grid is exactly the runs to train: a restored Tuner cannot train t001-s0 either.
     configs = [config for _, config in generate_variants(retrain_space(plan))]
     assert [retrain_run(c) for c in configs] == plan.train  # what the trainable trains (kgsearch.sweep.tuner)
@@ -238,6 +242,70 @@ def test_a_search_trial_that_is_a_seeds_run_is_reused_and_only_the_other_runs_ar
     assert reused(cadence, dataclasses.replace(full, config={**full.config, "eval_every": 2}))  # the same cadence
     # `same` decides field by field (run_retrain: every config field, defaults included)
     assert not reused(SWEEP, full, same=lambda a, b: False) and reused(SWEEP, full, same=lambda a, b: True)
+
+
+def test_a_stopped_search_trial_is_continued_only_when_it_is_the_same_run_on_the_whole_graph():
+    from kgsearch.sweep.retrain_plan import plan_runs, run_configs
+
+    stopped = dataclasses.replace(done("t002", 0.95, lr=0.002), status="stopped_early", epochs=2)
+
+    def continued(trial: TrialRow, seeds=(0, 1, 2), sweep: str = SWEEP) -> dict:
+        s = parse_spec(sweep)
+        return plan_runs([trial], run_configs(s, [trial], 4), list(seeds), 4).continued
+
+    assert continued(stopped) == {("t002", 0): stopped}
+    assert continued(stopped, seeds=(1, 2)) == {}  # its seed is not re-trained
+    assert continued(dataclasses.replace(stopped, config={**stopped.config, "seed": 7})) == {}
+    cadence = SWEEP.replace("  seeds: [0, 1, 2]\n", "  seeds: [0, 1, 2]\n  eval_every: 2\n")
+    assert continued(dataclasses.replace(stopped, config={**stopped.config, "eval_every": 1}), sweep=cadence) == {}
+    assert continued(dataclasses.replace(stopped, checkpoint=None)) == {}  # nothing to continue from
+    assert continued(dataclasses.replace(stopped, status="failed")) == {}
+    assert continued(dataclasses.replace(stopped, fidelity={"rung": 0, "graph_share": 0.25})) == {}  # a subgraph's
+
+
+@pytest.mark.slow
+def test_a_run_that_continues_its_asha_stopped_search_trial_equals_the_run_from_scratch(ray_session, tmp_path):
+    """ASHA stops t002 at the first rung (its values are below t001's there); the re-training's t002-s0 run
+    continues it from its best checkpoint (epoch 1) to max_t instead of starting over, and its row is what
+    `python -m kgsearch.train` trains from scratch with that config, to the last digit."""
+    from kgsearch.sweep.run import run_sweep
+    from kgsearch.train import main as train
+
+    text = (SWEEP.replace("num_samples: 3", "num_samples: 2")
+            .replace("seed: 0}", "seed: 4}")  # the searcher's: lr 0.0093, then 0.0035
+            .replace("scheduler: {type: fifo, max_t: 4}",
+                     "scheduler: {type: asha, max_t: 4, grace_period: 1, reduction_factor: 2}")
+            .replace("seeds: [0, 1, 2]", "seeds: [0]"))
+    spec = parse_spec(text, source="asha.yaml", name="asha")
+    lines: list[str] = []
+    outcome = run_sweep(spec, storage=str(tmp_path), say=lines.append)
+    exp = outcome.experiment
+    rows = {r.trial: r for r in outcome.rows}
+    assert (rows["t001"].status, rows["t002"].status, rows["t002"].epochs) == ("completed", "stopped_early", 1)
+    assert any("t002-s0 continues search trial t002" in line for line in lines), lines
+    assert not list((exp / "retrain").glob("t001-s0_*"))  # t001 is its own seed-0 run
+    (run,) = (exp / "retrain").glob("t002-s0_*")
+    reported = [json.loads(line)["epochs_done"] for line in (run / "result.json").read_text().splitlines()]
+    assert reported == [2, 3, 4]  # from the epoch-1 checkpoint on
+    (record,) = [c for c in json.loads((exp / "retrain" / "candidates.json").read_text())["candidates"]
+                 if c["trial"] == "t002"]
+    assert record["continued_seeds"] == [0]
+    metrics = json.loads((exp / "best" / "metrics.json").read_text())
+    (row,) = [w for w in metrics["winners"] if w["trial"] == "t002"][0]["per_seed"]
+    assert row["continued_from"] == {"trial": "t002", "epoch": 1} and row["source"] == "re-trained"
+    run_file = tmp_path / "t002.yaml"
+    run_file.write_text(yaml.safe_dump({"model": "dans", "dataset": "umls", "metric": "val_mrr",
+                                        "params": {**record["config"], "seed": 0}}))
+    threads = torch.get_num_threads()
+    try:
+        assert train([str(run_file), "--threads", "1", "--out", str(tmp_path / "scratch")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    scratch = json.loads((tmp_path / "scratch" / "metrics.json").read_text())
+    assert scratch["best_epoch"] == row["best_epoch"]
+    for split in ("val", "test"):
+        for key, value in row[split].items():
+            assert scratch[split][key] == pytest.approx(value, abs=1e-9), (split, key)
 
 
 def cand(trial: str, search_best: float, vals: list, tests: list | None = None) -> Candidate:

@@ -65,7 +65,8 @@ def cost_lines(spec: SweepSpec) -> list[str]:
         seed, every = search_value(spec, "seed"), search_value(spec, "eval_every")
         if seed in r.seeds and r.eval_every in (None, every) and s.type != "grash":
             lines.append(f"  up to {r.top_k} x {s.max_t} = {r.top_k * s.max_t} of them not run: a top-{r.top_k} trial "
-                         f"that ran all {s.max_t} epochs (seed {seed}) is its own seed-{seed} run, reused as it is")
+                         f"that ran all {s.max_t} epochs (seed {seed}) is its own seed-{seed} run, reused as it is; one "
+                         "stopped early continues from its best checkpoint")
         epochs += extra
     else:
         lines.append("re-training: off (best/ is the best search trial, one seed)")

@@ -15,7 +15,8 @@ A search trial that already is one of these runs is not trained again (`plan_run
 `retrain.eval_every` other than the search's therefore turns this off). Training is deterministic on CPU for
 a fixed seed and thread count (the search and the re-training use the same resources), so re-training it
 would repeat it bit for bit; its row is its own best checkpoint, tested like the others, and says so
-(`"source": "search trial t003"`).
+(`"source": "search trial t003"`). One that is such a run but was stopped early (by ASHA or the time budget)
+is continued from its best checkpoint instead of trained from scratch (`continued_seeds` in candidates.json).
 
 Each run's best-validation checkpoint is tested on valid and test (kgsearch.sweep.export). The configuration
 with the best mean validation metric over its seeds (one with a failed seed ranks below the others) is
@@ -212,12 +213,15 @@ def run_retrain(spec: SweepSpec, store: ExperimentStore, rows: list[TrialRow], c
     for (trial, seed), r in plan.reused.items():
         say(f"  {retrain_label(trial, seed)} is search trial {r.trial} itself (the same config, seed and {epochs} "
             "epochs): its best checkpoint is that row, not trained again")
+    for (trial, seed), r in plan.continued.items():
+        say(f"  {retrain_label(trial, seed)} continues search trial {r.trial} (the same config and seed, stopped after "
+            f"epoch {r.epochs}) from its best checkpoint, epoch {r.best_epoch}: the same run as from scratch")
     if not restore:
         sub.write_json(CANDIDATES_FILE, record)
     runs: list[TrialRow] = []
     if plan.train:  # else every run is a search trial: no Tuner at all
         rctx = dataclasses.replace(ctx, train_storage=sub.join(TRAIN_RUNS))
-        trainable = make_trainable(spec, rctx, retrain=configs)
+        trainable = make_trainable(spec, rctx, retrain=configs, starts=plan.starts())
         if restore:
             tuner = tune.Tuner.restore(sub.uri, trainable=trainable, resume_unfinished=True, resume_errored=True)
         else:
@@ -239,6 +243,8 @@ def run_retrain(spec: SweepSpec, store: ExperimentStore, rows: list[TrialRow], c
     for run in runs:
         trial, seed = retrain_run(run.config)
         by_trial[trial].rows.append(seed_row(spec, seed, run, RETRAINED, recipe_cls, dataset, prepared))
+        if (start := plan.continued.get((trial, seed))) is not None:
+            by_trial[trial].rows[-1]["continued_from"] = {"trial": start.trial, "epoch": start.best_epoch}
         sources[run.trial] = run
     for c in out.candidates:
         c.rows.sort(key=lambda row: row["seed"])

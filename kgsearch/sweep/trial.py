@@ -60,6 +60,9 @@ class TrialContext:
     fault: str | None = None  # $KGSEARCH_FAULT of the driver, if set (kgsearch.sweep.faults)
     worker_env: dict | None = None  # env vars for Train workers (the glibc malloc settings)
     checkpoints: CheckpointSpec = field(default_factory=CheckpointSpec)
+    # A checkpoint to start from when Tune / Train hold none of the trial's own: a re-training run that
+    # continues its stopped search trial (kgsearch.sweep.retrain_plan.continued_seed); set per run.
+    start_checkpoint: Any = None
 
 
 def run_file(ctx: TrialContext, params: dict) -> dict:
@@ -211,7 +214,7 @@ def _train_here(recipe_cls: type, params: dict, ctx: TrialContext, started: floa
     _set_threads(ctx.resources)
     device = torch.device("cuda" if check_cuda(ctx.resources) else "cpu")
     config, recipe = build_recipe(recipe_cls, params, ctx, device)
-    state = restore_from(tune.get_checkpoint(), recipe, ctx.model)
+    state = restore_from(tune.get_checkpoint() or ctx.start_checkpoint, recipe, ctx.model)
 
     def send(metrics: dict, folder: str | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
@@ -290,7 +293,8 @@ def worker_loop(recipe_cls: type, loop_config: dict) -> None:
     rank, world = train_ctx.get_world_rank(), train_ctx.get_world_size()
     device = ray.train.torch.get_device() if check_cuda(ctx.resources) else torch.device("cpu")
     config, recipe = build_recipe(recipe_cls, loop_config["params"], ctx, device, rank, world)
-    state = restore_from(ray.train.get_checkpoint(), recipe, ctx.model)  # every rank loads the same state
+    # every rank loads the same state
+    state = restore_from(ray.train.get_checkpoint() or ctx.start_checkpoint, recipe, ctx.model)
     # find_unused_parameters: ablation switches (w/o CCD, -GRU, -S, ...) leave parts of a model out of
     # the loss; for these model sizes the extra graph walk per step is negligible.
     recipe.forward_model = DistributedDataParallel(

@@ -3,13 +3,15 @@ resources, run settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 
 from kgsearch.errors import KGSearchError
 from kgsearch.sweep.checkpoints import keep_config
 from kgsearch.sweep.failures import FailureRecorder
-from kgsearch.sweep.progress import RUNG_KEY, ProgressPrinter, ProvenanceWriter, retrain_run, trial_dirname
+from kgsearch.sweep.progress import (RUNG_KEY, ProgressPrinter, ProvenanceWriter, retrain_label, retrain_run,
+                                     trial_dirname)
 from kgsearch.sweep.ray_env import driver_resources
 from kgsearch.sweep.restore import TRAIN_RUNS
 from kgsearch.sweep.searcher import make_search_alg
@@ -42,10 +44,14 @@ def trainable_module(model: str):
         raise
 
 
-def retrain_driver_fn(config: dict, context, model: str, configs: dict[str, dict]) -> None:
-    """The re-training's Tune function trial: the search trial's config `configs[label]` with the run's seed."""
+def retrain_driver_fn(config: dict, context, model: str, configs: dict[str, dict], starts: dict | None = None) -> None:
+    """The re-training's Tune function trial: the search trial's config `configs[label]` with the run's seed,
+    from the checkpoint `starts[label]` when it continues a stopped search trial (kgsearch.sweep.retrain_plan)."""
     trial, seed = retrain_run(config)
     params = {**configs[trial], "seed": seed}
+    start = (starts or {}).get(retrain_label(trial, seed))
+    if start is not None:
+        context = dataclasses.replace(context, start_checkpoint=start)
     trainable_module(model).train_driver_fn(params, context=context)
 
 
@@ -54,16 +60,18 @@ def rung_driver_fn(config: dict, context, model: str, configs: dict[str, dict]) 
     trainable_module(model).train_driver_fn(dict(configs[config[RUNG_KEY]]), context=context)
 
 
-def make_trainable(spec: SweepSpec, ctx, retrain: dict[str, dict] | None = None, rung: dict[str, dict] | None = None):
+def make_trainable(spec: SweepSpec, ctx, retrain: dict[str, dict] | None = None, rung: dict[str, dict] | None = None,
+                   starts: dict | None = None):
     """The model's `train_driver_fn` with the sweep's context and resources. `retrain` ({search trial: its
     config}): the re-training's trainable instead, whose Tune config names a trial and a seed
-    (kgsearch.sweep.retrain); `rung` ({label: config}): a GraSH rung's, whose Tune config is a label
-    (kgsearch.sweep.grash); both with the same resources."""
+    (kgsearch.sweep.retrain), `starts` ({run label: checkpoint}) its runs that continue a search trial;
+    `rung` ({label: config}): a GraSH rung's, whose Tune config is a label (kgsearch.sweep.grash); all with
+    the same resources."""
     from ray import tune
 
     module = trainable_module(spec.model)
     if retrain is not None:
-        fn = tune.with_parameters(retrain_driver_fn, context=ctx, model=spec.model, configs=retrain)
+        fn = tune.with_parameters(retrain_driver_fn, context=ctx, model=spec.model, configs=retrain, starts=starts)
     elif rung is not None:
         fn = tune.with_parameters(rung_driver_fn, context=ctx, model=spec.model, configs=rung)
     else:
