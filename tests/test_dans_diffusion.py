@@ -42,13 +42,28 @@ def test_forward_noise_closed_form():
 
 
 def test_ddpm_step_matches_the_stride_one_formula():
+    """Unclipped, the step is DDPM's x_{t-1} = (x_t − β_t/√(1 − ᾱ_t)·ε)/√α_t + σ_t·z with σ_t² = β̃_t."""
     betas = beta_schedule(torch.tensor([0.2]), 10, 0.01)
     abar = alpha_bar(betas)
     t = 7
     x, eps, z = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 0.1]]), torch.tensor([[0.3, -0.2]])
     beta_t, alpha_t = betas[0, t], 1 - betas[0, t]
-    expected = (x - beta_t / (1 - abar[0, t]).sqrt() * eps) / alpha_t.sqrt() + beta_t.sqrt() * z
+    posterior_var = beta_t * (1 - abar[0, t - 1]) / (1 - abar[0, t])
+    expected = (x - beta_t / (1 - abar[0, t]).sqrt() * eps) / alpha_t.sqrt() + posterior_var.sqrt() * z
     assert torch.allclose(ddpm_step(x, eps, abar[:, t], abar[:, t - 1], z), expected, atol=1e-6)
+
+
+def test_with_an_exact_denoiser_a_long_jump_lands_on_the_forward_marginal():
+    """x_t ~ q(x_t | x_0), jump to s with the true ε: x_s has mean √ᾱ_s·x_0 and variance 1 − ᾱ_s."""
+    n = 200_000
+    x0 = torch.full((n, 1), 0.7)
+    abar_t, abar_s = torch.full((n,), 0.05), torch.full((n,), 0.6)
+    g = torch.Generator().manual_seed(0)
+    eps = torch.randn(n, 1, generator=g)
+    x_t = forward_noise(x0, abar_t, eps)
+    x_s = ddpm_step(x_t, eps, abar_t, abar_s, torch.randn(n, 1, generator=g))
+    assert x_s.mean().item() == pytest.approx(0.6 ** 0.5 * 0.7, abs=0.01)
+    assert x_s.var().item() == pytest.approx(0.4, abs=0.01)
 
 
 def test_band_steps_and_plans():
@@ -136,3 +151,29 @@ def test_with_an_exact_denoiser_band_one_lies_closest_to_the_answer():
     out = reverse_chain(Exact(), x0, abar, torch.zeros(n, 1), reverse_plan(T, 20), torch.Generator().manual_seed(0))
     dist = (out - x0).norm(dim=-1).mean(-1)  # mean distance per band
     assert dist[0] < dist[1] < dist[2] < dist[3], dist
+
+
+def test_ddpm_step_clips_the_implied_answer_so_a_long_jump_cannot_blow_up():
+    """x̂_0 outside ±clip is clipped: a wrong ε at ᾱ_t ≈ 1e-9 must not give a state of size 1/√α'."""
+    x, eps, z = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 0.1]]), torch.zeros(1, 2)
+    abar_t, abar_s = torch.tensor([1e-9]), torch.tensor([0.5])
+    free = ddpm_step(x, eps, abar_t, abar_s, z)
+    clipped = ddpm_step(x, eps, abar_t, abar_s, z, clip=3.0)
+    assert free.abs().max() > 1e3                        # the unclipped step amplifies the error
+    assert clipped.abs().max() <= 3.0 + x.abs().max()    # c_0·x̂_0 + c_t·x_t with c_0, c_t <= 1
+    # within the clip the step is unchanged
+    small = ddpm_step(x, eps, torch.tensor([0.3]), abar_s, z)
+    assert torch.allclose(ddpm_step(x, eps, torch.tensor([0.3]), abar_s, z, clip=1e6), small)
+
+
+def test_reverse_chain_of_an_untrained_denoiser_stays_at_the_answers_scale_under_heavy_noise():
+    """β_global 0.3, T 150, four jumps: the regime where the bands once reached ~1e4 times the entity scale."""
+    torch.manual_seed(0)
+    n, dim, T = 64, 16, 150
+    den = Denoiser(entity_dim=dim, cond_dim=3, hidden=32, time_dim=8)  # untrained: ε_θ is wrong
+    abar = alpha_bar(beta_schedule(torch.full((n,), 0.3), T, 1e-4))
+    x0 = torch.randn(n, dim)
+    out = reverse_chain(den, x0, abar, den.project_condition(torch.randn(n, 3)), reverse_plan(T, 4),
+                        torch.Generator().manual_seed(0))
+    assert torch.isfinite(out).all()
+    assert out.square().mean(-1).sqrt().max() < 3 * x0.abs().max(), out.square().mean(-1).sqrt().max()
