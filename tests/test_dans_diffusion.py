@@ -41,16 +41,18 @@ def test_forward_noise_closed_form():
     assert torch.allclose(x, torch.tensor([[0.8 * 2 + 0.6, -0.8 + 0.6]]))
 
 
-def test_ddpm_step_matches_the_stride_one_formula():
-    """Unclipped, the step is DDPM's x_{t-1} = (x_t − β_t/√(1 − ᾱ_t)·ε)/√α_t + σ_t·z with σ_t² = β̃_t."""
+@pytest.mark.parametrize("posterior", [False, True])
+def test_ddpm_step_matches_the_stride_one_formula(posterior):
+    """Unclipped, the step is DDPM's x_{t-1} = (x_t − β_t/√(1 − ᾱ_t)·ε)/√α_t + σ_t·z, σ_t² = β_t or β̃_t."""
     betas = beta_schedule(torch.tensor([0.2]), 10, 0.01)
     abar = alpha_bar(betas)
     t = 7
     x, eps, z = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 0.1]]), torch.tensor([[0.3, -0.2]])
     beta_t, alpha_t = betas[0, t], 1 - betas[0, t]
-    posterior_var = beta_t * (1 - abar[0, t - 1]) / (1 - abar[0, t])
-    expected = (x - beta_t / (1 - abar[0, t]).sqrt() * eps) / alpha_t.sqrt() + posterior_var.sqrt() * z
-    assert torch.allclose(ddpm_step(x, eps, abar[:, t], abar[:, t - 1], z), expected, atol=1e-6)
+    var = beta_t * (1 - abar[0, t - 1]) / (1 - abar[0, t]) if posterior else beta_t
+    expected = (x - beta_t / (1 - abar[0, t]).sqrt() * eps) / alpha_t.sqrt() + var.sqrt() * z
+    got = ddpm_step(x, eps, abar[:, t], abar[:, t - 1], z, posterior_variance=posterior)
+    assert torch.allclose(got, expected, atol=1e-6)
 
 
 def test_with_an_exact_denoiser_a_long_jump_lands_on_the_forward_marginal():
@@ -61,7 +63,7 @@ def test_with_an_exact_denoiser_a_long_jump_lands_on_the_forward_marginal():
     g = torch.Generator().manual_seed(0)
     eps = torch.randn(n, 1, generator=g)
     x_t = forward_noise(x0, abar_t, eps)
-    x_s = ddpm_step(x_t, eps, abar_t, abar_s, torch.randn(n, 1, generator=g))
+    x_s = ddpm_step(x_t, eps, abar_t, abar_s, torch.randn(n, 1, generator=g), posterior_variance=True)
     assert x_s.mean().item() == pytest.approx(0.6 ** 0.5 * 0.7, abs=0.01)
     assert x_s.var().item() == pytest.approx(0.4, abs=0.01)
 
@@ -166,14 +168,16 @@ def test_ddpm_step_clips_the_implied_answer_so_a_long_jump_cannot_blow_up():
     assert torch.allclose(ddpm_step(x, eps, torch.tensor([0.3]), abar_s, z, clip=1e6), small)
 
 
-def test_reverse_chain_of_an_untrained_denoiser_stays_at_the_answers_scale_under_heavy_noise():
-    """β_global 0.3, T 150, four jumps: the regime where the bands once reached ~1e4 times the entity scale."""
+@pytest.mark.parametrize("step,bound", [("posterior", 3.0), ("ddpm", 30.0)])
+def test_reverse_chain_of_an_untrained_denoiser_stays_near_the_answers_scale_under_heavy_noise(step, bound):
+    """β_global 0.3, T 150, four jumps: the regime where the unclipped bands once reached ~1e4 times the
+    entity scale. The posterior step stays within a few times the answers' range, DDPM's within its 10x clip."""
     torch.manual_seed(0)
     n, dim, T = 64, 16, 150
     den = Denoiser(entity_dim=dim, cond_dim=3, hidden=32, time_dim=8)  # untrained: ε_θ is wrong
     abar = alpha_bar(beta_schedule(torch.full((n,), 0.3), T, 1e-4))
     x0 = torch.randn(n, dim)
     out = reverse_chain(den, x0, abar, den.project_condition(torch.randn(n, 3)), reverse_plan(T, 4),
-                        torch.Generator().manual_seed(0))
-    assert torch.isfinite(out).all()
-    assert out.square().mean(-1).sqrt().max() < 3 * x0.abs().max(), out.square().mean(-1).sqrt().max()
+                        torch.Generator().manual_seed(0), step=step)
+    rms = out.square().mean(-1).sqrt().max()
+    assert torch.isfinite(out).all() and rms < bound * x0.abs().max(), rms

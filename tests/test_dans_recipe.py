@@ -205,7 +205,7 @@ def test_generated_negatives_come_from_the_drawn_band_and_are_detached(data, pre
     model = DansRecipe(make_config(gen_fraction=1.0, gen_negatives=2), data, prepared).model
     n = 6
 
-    def marked_bands(denoiser, x0, abar, cond, plan, generator=None):  # band k holds the value k everywhere
+    def marked_bands(denoiser, x0, abar, cond, plan, generator=None, step="ddpm"):  # band k holds the value k everywhere
         return torch.arange(4, dtype=x0.dtype).view(4, 1, 1).expand(4, *x0.shape).clone()
 
     monkeypatch.setattr(dans_model, "reverse_chain", marked_bands)

@@ -142,35 +142,40 @@ def diffusion_loss(denoiser: Denoiser, x0: torch.Tensor, abar: torch.Tensor, con
 
 
 def ddpm_step(x_t: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor, abar_s: torch.Tensor,
-              z: torch.Tensor, clip: float | torch.Tensor = math.inf) -> torch.Tensor:
-    """One reverse jump t -> s < t: a draw from the DDPM posterior q(x_s | x_t, x̂_0) (the paper's printed
-    Eq. 8–9 have typos), with α' = ᾱ_t/ᾱ_s, β' = 1 − α' (= α_t, β_t for s = t − 1) and abar_t, abar_s [n]:
+              z: torch.Tensor, clip: float | torch.Tensor = math.inf, posterior_variance: bool = False) -> torch.Tensor:
+    """One reverse jump t -> s < t of DDPM (the paper's printed Eq. 8–9 have typos), with α' = ᾱ_t/ᾱ_s,
+    β' = 1 − α' (= α_t, β_t for s = t − 1) and abar_t, abar_s [n], in the posterior-mean form
 
-    x̂_0 = clip((x_t − √(1 − ᾱ_t)·ε_θ)/√ᾱ_t),  x_s = (√ᾱ_s·β'·x̂_0 + √α'·(1 − ᾱ_s)·x_t)/(1 − ᾱ_t) + σ·z,
-    σ² = β'·(1 − ᾱ_s)/(1 − ᾱ_t).
+    x̂_0 = clip((x_t − √(1 − ᾱ_t)·ε_θ)/√ᾱ_t),  x_s = (√ᾱ_s·β'·x̂_0 + √α'·(1 − ᾱ_s)·x_t)/(1 − ᾱ_t) + σ·z.
 
-    Unclipped, the mean equals DDPM's (x_t − β'/√(1 − ᾱ_t)·ε_θ)/√α'. Two deviations from the first version,
-    which used that form with σ² = β': (1) x̂_0 is clipped to ±`clip` (Ho et al. 2020 clip to the data
-    range), since the 1/√α' of a long strided jump multiplies the denoiser's error: at β_low 0.02,
-    β_global 0.3, T 150 the bands reached ~10⁴ times the entity scale and their logits wrecked the
-    ComplEx softmax (val MRR 0.08); (2) the posterior variance, so that with an exact ε_θ each band has
-    the forward marginal q(x_s | x_0) (σ² = β' ≈ 1 on a long jump over-noised it). Quality: see
-    docs/benchmarks_dans.md, "The reverse step".
+    Unclipped, the mean equals (x_t − β'/√(1 − ᾱ_t)·ε_θ)/√α'. σ² = β' (DDPM's "large" variance), or with
+    `posterior_variance` β'(1 − ᾱ_s)/(1 − ᾱ_t), under which an exact ε_θ puts each band on the forward
+    marginal q(x_s | x_0). The clip bounds what 1/√α' of a long strided jump does to the denoiser's error:
+    unclipped, at β_low 0.02, β_global 0.3, T 150 the bands reached ~10⁴ times the entity scale and wrecked
+    the ComplEx softmax (val MRR 0.08). docs/benchmarks_dans.md, "The reverse step".
     """
     alpha = (abar_t / abar_s).unsqueeze(-1)
     beta = 1.0 - alpha
     a_t, a_s = abar_t.unsqueeze(-1).clamp(min=1e-30), abar_s.unsqueeze(-1)  # ᾱ_T can underflow to 0 at large T
     x0 = ((x_t - (1.0 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-clip, clip)
     mean = (a_s.sqrt() * beta * x0 + alpha.sqrt() * (1.0 - a_s) * x_t) / (1.0 - a_t)
-    return mean + (beta * (1.0 - a_s) / (1.0 - a_t)).sqrt() * z
+    var = beta * (1.0 - a_s) / (1.0 - a_t) if posterior_variance else beta
+    return mean + var.sqrt() * z
+
+
+# reverse_step "ddpm" clips x̂_0 at this many times the answers' largest |x_0| entry: loose enough that the run
+# files' settings keep their (measured) behaviour, tight enough to stop the blow-up.
+DDPM_CLIP = 10.0
 
 
 @torch.no_grad()
 def reverse_chain(denoiser: Denoiser, x0: torch.Tensor, abar: torch.Tensor, cond_proj: torch.Tensor,
-                  plan: list[int], generator: torch.Generator | None = None) -> torch.Tensor:
+                  plan: list[int], generator: torch.Generator | None = None, step: str = "ddpm") -> torch.Tensor:
     """Noise x_0 to x_T (Eq. 6), run the reverse chain along `plan`, return x̂ at the band steps.
 
-    x0 [n, D] (already standardised), abar [n, T + 1] per-row ᾱ, cond_proj [n, H].
+    x0 [n, D] (already standardised), abar [n, T + 1] per-row ᾱ, cond_proj [n, H]. `step`: "ddpm" (σ² = β',
+    x̂_0 clipped at DDPM_CLIP times the answers' range) or "posterior" (posterior variance, x̂_0 clipped to
+    the answers' range; `ddpm_step`).
     Returns [4, n, D]: index 0 = band 1 (t = T/20, hardest) ... index 3 = band 4 (t = T/2).
     Starting from the noised true entity (not pure N(0, I)) is what lets DFS shape the negatives:
     an entity with a small β_max keeps more of x_0 at x_T.
@@ -180,12 +185,13 @@ def reverse_chain(denoiser: Denoiser, x0: torch.Tensor, abar: torch.Tensor, cond
     keep = {t: k for k, t in enumerate(bands)}
     noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
     x = forward_noise(x0, abar[:, num_steps], noise)
-    clip = x0.abs().amax()  # x̂_0 stays within the range of the (standardised) answers it starts from
+    posterior = step == "posterior"
+    clip = x0.abs().amax() * (1.0 if posterior else DDPM_CLIP)  # relative to the (standardised) answers' range
     out = x0.new_empty((len(bands),) + tuple(x0.shape))
     for t, s in zip(plan, plan[1:]):
         eps = denoiser(x, torch.full((1,), t, device=x.device), abar[:, t], cond_proj)
         z = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
-        x = ddpm_step(x, eps, abar[:, t], abar[:, s], z, clip)
+        x = ddpm_step(x, eps, abar[:, t], abar[:, s], z, clip, posterior)
         if s in keep:
             out[keep[s]] = x
     return out
