@@ -86,7 +86,7 @@ class DansConfig:
                                        # ≥ T−T/20 = the full chain). 4 matched 8 in quality at half the cost (docs/benchmarks_dans.md)
     reverse_step: Literal["ddpm", "posterior"] = "ddpm"  # a strided reverse jump (diffusion.ddpm_step): DDPM's
                                        # variance β', x̂_0 clipped at 10x the answers' range; or the posterior variance,
-                                       # x̂_0 clipped to that range: stable at any noise, +0.003 val on UMLS, but it loses
+                                       # x̂_0 clipped to that range: stable at any noise, +0.002 val on UMLS, but it loses
                                        # DANS's Family gain (-0.007 val, seed 0; docs/benchmarks_dans.md)
     beta_init: float = 0.0001          # β_init: noise variance at the first step (Eq. 3)
     beta_low: float = 0.01             # β_low: minimum noise upper bound, for the easiest entity (Eq. 2)
