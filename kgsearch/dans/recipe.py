@@ -322,6 +322,7 @@ class DansRecipe:
         c = self.config
         tau = min(1.0, epoch / c.epochs)  # τ_e = e / E_max; fit() numbers epochs from 1
         self.noise.manual_seed((c.seed * 1_000_003 + epoch) * 1009 + self.rank)
+        torch.manual_seed((c.seed * 1_000_003 + epoch) * 1009 + self.rank)  # the GNN's dropout: a resumed run is exact
         factor, lrs = lr_factor(c.lr_schedule, epoch, c.epochs), base_lrs(c)
         for name, opt in self.optimizers.items():
             for group in opt.param_groups:
