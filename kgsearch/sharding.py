@@ -1,8 +1,14 @@
-"""Which training units (queries, timestamps) each DDP rank takes in an epoch."""
+"""Which training units (queries, timestamps) each DDP rank takes in an epoch, and the seed of its draws."""
 
 from __future__ import annotations
 
 import torch
+
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one rank's random draws in one epoch (noise, dropout): a run resumed at an epoch boundary
+    draws what the uninterrupted run drew."""
+    return (seed * 1_000_003 + epoch) * 1_009 + rank
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

@@ -24,7 +24,7 @@ from kgsearch.models.kge import MARGIN_SCORERS, SCORERS
 from kgsearch.models.nbfnet import NBFNet
 from kgsearch.precision import use_bf16
 from kgsearch.progress import ProgressFactory, silent
-from kgsearch.sharding import epoch_shard
+from kgsearch.sharding import epoch_seed, epoch_shard
 
 
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -321,8 +321,9 @@ class DansRecipe:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         c = self.config
         tau = min(1.0, epoch / c.epochs)  # τ_e = e / E_max; fit() numbers epochs from 1
-        self.noise.manual_seed((c.seed * 1_000_003 + epoch) * 1009 + self.rank)
-        torch.manual_seed((c.seed * 1_000_003 + epoch) * 1009 + self.rank)  # the GNN's dropout: a resumed run is exact
+        seed = epoch_seed(c.seed, epoch, self.rank)
+        self.noise.manual_seed(seed)
+        torch.manual_seed(seed)  # the GNN's dropout: a resumed run is exact
         factor, lrs = lr_factor(c.lr_schedule, epoch, c.epochs), base_lrs(c)
         for name, opt in self.optimizers.items():
             for group in opt.param_groups:

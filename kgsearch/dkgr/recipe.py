@@ -38,7 +38,7 @@ from kgsearch.evaluation import (RankAccumulator, both_directions, entity_query_
                                  relation_query_keys, temporal_entity_filter, temporal_relation_filter)
 from kgsearch.precision import autocast, use_bf16
 from kgsearch.progress import ProgressFactory, silent
-from kgsearch.sharding import epoch_order, epoch_shard
+from kgsearch.sharding import epoch_order, epoch_seed, epoch_shard
 
 PREPARE_VERSION = 1  # bump when the prepared tables change shape/meaning (invalidates the cache)
 
@@ -269,7 +269,7 @@ class DkgrRecipe:
         cfg = self.config
         self.model.train()
         # The global RNG (dropout) is reseeded per epoch and rank, so a resumed run repeats the same epochs.
-        torch.manual_seed((cfg.seed * 1_000_003 + epoch) * 1_009 + self.rank)
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, self.rank))
         sums, steps = torch.zeros(4), 0
         groups = self._epoch_steps(epoch)
         bar = self.progress(f"epoch {epoch}, timestamps", len(groups))
