@@ -52,7 +52,7 @@ from torch.nn import functional as F
 from kgsearch.models.nbfnet_progressive import choose_propagation, progressive_encode
 
 
-def _csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
+def csr_tensor(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape) -> torch.Tensor:
     with warnings.catch_warnings():  # torch warns that sparse CSR is "beta" on every construction
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(crow, col, values, tuple(shape), check_invariants=False)
@@ -63,7 +63,7 @@ def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tu
     order = torch.argsort(rows * shape[1] + cols)
     crow = torch.zeros(shape[0] + 1, dtype=torch.long)
     crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
-    return _csr_tensor(crow, cols[order], values[order], shape), order
+    return csr_tensor(crow, cols[order], values[order], shape), order
 
 
 @dataclass(frozen=True)
@@ -118,8 +118,8 @@ class RelGraph:
         """The same graph with new edge weights [E] (0 drops an edge); the CSR structure is shared."""
         if weight.shape != self.weight.shape:
             raise ValueError(f"expected {self.num_edges} edge weights, got {tuple(weight.shape)}")
-        adj = _csr_tensor(self.adj.crow_indices(), self.adj.col_indices(), weight[self.order], self.adj.shape)
-        adj_t = _csr_tensor(self.adj_t.crow_indices(), self.adj_t.col_indices(), weight[self.order_t],
+        adj = csr_tensor(self.adj.crow_indices(), self.adj.col_indices(), weight[self.order], self.adj.shape)
+        adj_t = csr_tensor(self.adj_t.crow_indices(), self.adj_t.col_indices(), weight[self.order_t],
                             self.adj_t.shape)
         return replace(self, weight=weight, adj=adj, adj_t=adj_t)
 
