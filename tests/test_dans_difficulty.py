@@ -159,3 +159,22 @@ def test_quantile_rescale_is_uniform_and_keeps_ties_together():
     out = rescale_target(torch.tensor([0.3, 0.1, 0.1, 0.2]), "quantile")
     assert torch.allclose(out, torch.tensor([0.875, 0.25, 0.25, 0.625]))  # (mean rank - 1/2) / n
     assert torch.allclose(rescale_target(torch.tensor([1.0, 3.0, 2.0]), "minmax"), torch.tensor([0.0, 1.0, 0.5]))
+
+
+def test_mean_rank_target_reports_progress_over_its_ranked_queries():
+    seen = []
+
+    class Bar:
+        def __init__(self, what, total):
+            seen.append([what, total, 0, False])
+
+        def advance(self, n=1):
+            seen[-1][2] += n
+
+        def close(self):
+            seen[-1][3] = True
+
+    train = torch.tensor([[1 + i % 11, i % 2, 0] for i in range(40)])   # 80 queries, both directions
+    mean_rank_target(build_scorer("transe", 12, 2, 4), train, batch_size=16, max_queries=60, progress=Bar)
+    assert len(seen) == 1 and "DAM" in seen[0][0]
+    assert seen[0][1] == seen[0][2] == 60 and seen[0][3]                 # the capped count, all advanced, closed

@@ -19,6 +19,7 @@ from torch import nn
 
 from kgsearch.evaluation import FilterIndex, both_directions, realistic_ranks
 from kgsearch.models.kge import KGEModel
+from kgsearch.progress import ProgressFactory, silent
 
 STRUCTURAL_FEATURES = ("betweenness", "closeness", "clustering", "triple_count", "avg_neighbour_degree",
                        "pagerank")
@@ -122,7 +123,7 @@ def capped_queries(target: torch.Tensor, num_entities: int, max_queries: int, se
 
 
 def mean_rank_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 512, max_queries: int = 0,
-                     seed: int = 0) -> torch.Tensor:
+                     seed: int = 0, progress: ProgressFactory = silent) -> torch.Tensor:
     """log(mean filtered rank of e as the answer of training queries, both directions) / log N, in [0, 1].
 
     Filtered by the training facts only. The log keeps the heavy tail of ranks from squashing most
@@ -137,10 +138,13 @@ def mean_rank_target(scorer: KGEModel, train: torch.Tensor, batch_size: int = 51
     if keep is not None:
         anchor, rel, target = anchor[keep], rel[keep], target[keep]
     ranks = torch.empty(len(anchor), dtype=torch.float64)
+    bar = progress("DAM target, ranking training queries", len(anchor))  # ~15 CPU-min on FB15k-237
     for i in range(0, len(anchor), batch_size):
         a, r, t = (x[i:i + batch_size].to(device) for x in (anchor, rel, target))
         rows, cols = index.lookup(a * (2 * num_rel) + r)
         ranks[i:i + batch_size] = realistic_ranks(scorer.score_all(a, r), t, rows, cols).cpu()
+        bar.advance(len(a))
+    bar.close()
     total = torch.zeros(n, dtype=torch.float64).index_add_(0, target, ranks)
     hits = torch.bincount(target, minlength=n).double()
     mean_rank = total / hits.clamp(min=1)

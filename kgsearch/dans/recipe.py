@@ -220,13 +220,15 @@ def _structure(config: DansConfig, dataset) -> torch.Tensor:
         samples=config.structure_samples, seed=config.pretrain_seed)})["features"]
 
 
-def _difficulty(config: DansConfig, dataset, pre: dict, structural: torch.Tensor) -> dict:
+def _difficulty(config: DansConfig, dataset, pre: dict, structural: torch.Tensor,
+                progress: ProgressFactory = silent) -> dict:
     settings = config.pretrain_settings()
 
     def build() -> dict:
         scorer = load_pretrained(dataset, settings, pre)
         target = rescale_target(DIFFICULTY_TARGETS[config.difficulty_target](
-            scorer, dataset.train, max_queries=config.dam_rank_queries, seed=config.pretrain_seed),
+            scorer, dataset.train, max_queries=config.dam_rank_queries, seed=config.pretrain_seed,
+            progress=progress),
             config.difficulty_rescale)
         zeta = fit_difficulty(pre["entity"], structural, target, hidden=config.dam_hidden,
                               epochs=config.dam_epochs, lr=config.dam_lr, seed=config.pretrain_seed)
@@ -277,7 +279,7 @@ class DansRecipe:
         start = time.perf_counter()
         pre = pretrain(dataset, config.pretrain_settings(), progress=progress)
         structural = _structure(config, dataset)
-        dam = _difficulty(config, dataset, pre, structural)
+        dam = _difficulty(config, dataset, pre, structural, progress)
         rowptr, cols = neighbour_csr(dataset.train, dataset.num_entities)
         return {
             "dans": True,
