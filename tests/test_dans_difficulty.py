@@ -114,8 +114,8 @@ def test_neighbour_mean_both_paths_match_dense():
     adj[torch.repeat_interleave(torch.arange(9), rowptr[1:] - rowptr[:-1]), cols] = 1
     dense = adj @ emb / adj.sum(1, keepdim=True).clamp(min=1)
     fill = torch.full((3,), 7.0)
-    few = torch.tensor([7, 8])                    # batch path (1 gathered edge: at most 1/8 of the graph's 14)
-    many = torch.tensor([0, 0, 0, 5, 8, 1])        # sparse product over all edges (more)
+    few = torch.tensor([6, 8])                    # a product over the batch's rows (2 of the graph's 14 edges)
+    many = torch.tensor([0, 0, 0, 5, 8, 1])        # over the whole graph (the batch's rows hold 18)
     for nodes in (few, many):
         out = neighbour_mean(emb, nodes, rowptr, cols, fill=fill)
         expected = torch.where((adj[nodes].sum(1) > 0).unsqueeze(1), dense[nodes], fill)

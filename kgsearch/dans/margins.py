@@ -84,20 +84,29 @@ def softmax_loss(logits: torch.Tensor, target: torch.Tensor, gen_logits: torch.T
                  beta_m: float = 0.0, eta: float = 1.0) -> torch.Tensor:
     """1-vs-all cross-entropy (the ComplEx-N3 base), with generated negatives as extra candidates.
 
-    logits [B, N] over every entity; gen_logits [G, m] for the first G rows. In softmax form Eq. 15's
-    negative weight becomes a log-weight on the candidate's logit (η·4·weights[κ]: 1 for uniform
-    bands and η = 1) and the stage-aware margin an additive logit margin β_m·hard_κ·τ (harder bands
-    push harder late in training), our adaptation of the paper's margin losses to a softmax base.
+    logits [B, N] over every entity; gen_logits [G, m] for the first G rows (`extended_cross_entropy`).
     """
     if gen_logits is None:
         return F.cross_entropy(logits, target)
     g = gen_logits.shape[0]
-    shift = beta_m * hardness(kappa).to(logits) * tau + torch.log(eta * NUM_BANDS * weights.to(logits)[kappa])
-    extended = torch.cat([logits[:g], gen_logits + shift.unsqueeze(-1)], dim=1)
-    total = F.cross_entropy(extended, target[:g], reduction="sum")
+    total = extended_cross_entropy(logits[:g], target[:g], gen_logits, kappa, weights, tau, beta_m, eta)
     if g < len(target):
         total = total + F.cross_entropy(logits[g:], target[g:], reduction="sum")
     return total / len(target)
+
+
+def extended_cross_entropy(logits: torch.Tensor, target: torch.Tensor, gen_logits: torch.Tensor,
+                           kappa: torch.Tensor, weights: torch.Tensor, tau: float, beta_m: float,
+                           eta: float) -> torch.Tensor:
+    """Summed cross-entropy of G rows whose generated negatives gen_logits [G, m] join logits [G, N].
+
+    In softmax form Eq. 15's negative weight becomes a log-weight on the candidate's logit (η·4·weights[κ]:
+    1 for uniform bands and η = 1) and the stage-aware margin an additive logit margin β_m·hard_κ·τ
+    (harder bands push harder late in training), our adaptation of the paper's margin losses to a softmax base.
+    """
+    shift = beta_m * hardness(kappa).to(logits) * tau + torch.log(eta * NUM_BANDS * weights.to(logits)[kappa])
+    extended = torch.cat([logits, gen_logits + shift.unsqueeze(-1)], dim=1)
+    return F.cross_entropy(extended, target, reduction="sum")
 
 
 def kgc2_loss(pos_dist: torch.Tensor, neg_dist: torch.Tensor, gamma_base: float,

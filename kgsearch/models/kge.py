@@ -109,9 +109,13 @@ class KGEModel(nn.Module):
                  for i in range(0, self.num_entities, chunk)]
         return torch.cat(parts, dim=1)
 
+    def similarity_all(self, query: torch.Tensor) -> torch.Tensor:
+        """Scores [B, num_entities] of query points against every entity, higher = better (−match_all)."""
+        return -self.match_all(query)
+
     def score_all(self, anchor: torch.LongTensor, rel: torch.LongTensor) -> torch.Tensor:
         """Scores [B, num_entities], higher = better; rel >= R poses the head query (?, rel − R, anchor)."""
-        return -self.match_all(self.query(anchor, rel))
+        return self.similarity_all(self.query(anchor, rel))
 
 
 def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -192,8 +196,11 @@ class DistMult(KGEModel):
     def match(self, query: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         return -(query * cand).sum(-1)
 
+    def similarity_all(self, query: torch.Tensor) -> torch.Tensor:
+        return query @ self.entity.t()  # a bilinear score is one matmul: no chunking, no negated copy of [B, N]
+
     def match_all(self, query: torch.Tensor) -> torch.Tensor:
-        return -(query @ self.entity.t())  # a bilinear score is one matmul, no chunking needed
+        return -self.similarity_all(query)
 
 
 class ComplEx(KGEModel):
@@ -219,8 +226,11 @@ class ComplEx(KGEModel):
     def match(self, query: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         return -(query * cand).sum(-1)  # Re(q · conj(c)) = q_re·c_re + q_im·c_im
 
+    def similarity_all(self, query: torch.Tensor) -> torch.Tensor:
+        return query @ self.entity.t()
+
     def match_all(self, query: torch.Tensor) -> torch.Tensor:
-        return -(query @ self.entity.t())
+        return -self.similarity_all(query)
 
 
 class ComplExN3(ComplEx):
