@@ -15,6 +15,7 @@ from kgsearch.config import config_from_dict
 from kgsearch.dans import model as dans_model
 from kgsearch.dans import pretrain as pretrain_mod
 from kgsearch.dans import recipe as recipe_mod
+from kgsearch.dans.margins import softmax_loss
 from kgsearch.dans.recipe import DansConfig, DansRecipe
 from kgsearch.data import StaticDataset
 from kgsearch.errors import KGSearchError
@@ -292,6 +293,25 @@ def test_a_bf16_training_score_matmul_rounds_the_loss_only_and_leaves_evaluation
     assert losses["bf16"] != losses["fp32"]  # the training matmul did run in bf16 ...
     assert abs(losses["bf16"] - losses["fp32"]) < 1e-2 * abs(losses["fp32"])  # ... at bf16's rounding
     assert evaluated["bf16"].dtype == torch.float32 and torch.equal(evaluated["bf16"], evaluated["fp32"])
+
+
+def test_the_softmax_base_scores_generated_rows_apart_with_the_loss_of_one_logit_matrix(data):
+    """_softmax_forward takes the rows with generated negatives and the rest as two logit matrices (speed);
+    its losses must be those of softmax_loss over one [B, N] matrix with the same generated candidates."""
+    model = DansRecipe(make_config(scorer="complex_n3", dim=16, init_scale=1.0), data, None).model
+    anchor, rel, target = torch.arange(8) % N, torch.arange(8) % 4, (torch.arange(8) + 3) % N
+    out = model(anchor, rel, target, tau=0.5, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        query = model.scorer.query(anchor, rel)
+        diff, generated, kappa, weights = model._generate(anchor, rel, target, 0.5, torch.Generator().manual_seed(0))
+        logits = model.scorer.similarity_all(query)
+        gen_logits = -model.scorer.match(query[:len(kappa)].unsqueeze(1), generated)
+        mixed = softmax_loss(logits, target, gen_logits, kappa, weights, 0.5, model.config.margin_increment,
+                             model.config.eta)
+    assert 0 < len(kappa) < len(target)                  # both parts are there (gen_fraction 0.5)
+    assert float(out["kgc1"]) == pytest.approx(float(mixed), rel=1e-6)
+    assert float(out["kgc2"]) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, target)), rel=1e-6)
+    assert float(out["diff"]) == pytest.approx(float(diff), rel=1e-6)
 
 
 class TestDansContract(RecipeContract):

@@ -167,7 +167,8 @@ class DansModel(nn.Module):
         reg = c.n3_weight * scorer.n3(anchor, rel, target)
         if self.denoiser is None:
             plain = F.cross_entropy(self._logits(query), target)
-            return {"loss": plain + reg, "kgc1": plain.new_zeros(()), "kgc2": plain.detach(), "diff": plain.new_zeros(())}
+            zero = plain.new_zeros(())
+            return {"loss": plain + reg, "kgc1": zero, "kgc2": plain.detach(), "diff": zero}
         diff, generated, kappa, weights = self._generate(anchor, rel, target, tau, generator)
         g = len(kappa)
         # The rows that get generated negatives and the rest have a logit matrix each: two slices of one [B, N]
