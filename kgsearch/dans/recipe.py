@@ -201,14 +201,14 @@ def make_optimizers(config: DansConfig, model: DansModel) -> dict[str, torch.opt
     device = next(model.scorer.parameters()).device.type
     # torch's fused kernels: the same update, 6x faster a step on CPU (denoiser Adam 5.1 -> 0.76 ms,
     # FB15k-237's Adagrad 22 -> 3.8 ms); fused Adagrad has a CPU kernel only.
+    adam = {"fused": device in ("cpu", "cuda")}
     if config.optimizer == "adagrad":
         scorer_opt = torch.optim.Adagrad(model.scorer.parameters(), lr=lrs["optimizer"], fused=device == "cpu")
     else:
-        scorer_opt = torch.optim.Adam(model.scorer.parameters(), lr=lrs["optimizer"], fused=device in ("cpu", "cuda"))
+        scorer_opt = torch.optim.Adam(model.scorer.parameters(), lr=lrs["optimizer"], **adam)
     out = {"optimizer": scorer_opt}
     if model.denoiser is not None:
-        out["denoiser_optimizer"] = torch.optim.Adam(model.denoiser.parameters(), lr=lrs["denoiser_optimizer"],
-                                                     fused=device in ("cpu", "cuda"))
+        out["denoiser_optimizer"] = torch.optim.Adam(model.denoiser.parameters(), lr=lrs["denoiser_optimizer"], **adam)
     return out
 
 
