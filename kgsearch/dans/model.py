@@ -264,10 +264,10 @@ class DansModel(nn.Module):
         with autocast(device, self.bf16):  # the chain carries no gradient
             bands = reverse_chain(self.denoiser, x0[rows], abar[rows], cond_proj.detach()[rows], self.plan,
                                   generator, c.reverse_step)  # [4, g·m, D], fp32 (the update mixes x_t in fp32)
-        bands = bands.view(NUM_BANDS, g, c.gen_negatives, -1) * std + mean
+        bands = bands.view(NUM_BANDS, g, c.gen_negatives, -1)
         probs, weights = (w.to(device) for w in self.band_weights(tau))
         kappa = torch.multinomial(probs, g, replacement=True, generator=generator)  # κ ~ Cat(w), 0-based
-        generated = bands[kappa, torch.arange(g, device=device)]  # [g, m, D]
+        generated = bands[kappa, torch.arange(g, device=device)] * std + mean  # [g, m, D]; only the drawn band
         return diff, generated, kappa, weights
 
 
