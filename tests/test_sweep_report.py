@@ -17,7 +17,7 @@ import yaml
 pytest.importorskip("matplotlib")
 
 from kgsearch.sweep import progress  # noqa: E402
-from kgsearch.sweep.figures import best_so_far  # noqa: E402
+from kgsearch.sweep.figures import best_so_far, clip_to, focus_range  # noqa: E402
 from kgsearch.sweep.progress import (ProgressPrinter, best_changes, estimate_remaining,  # noqa: E402
                                      status_line)
 from kgsearch.sweep.report import _main, load_experiment, winners, write_report  # noqa: E402
@@ -158,6 +158,19 @@ def test_the_cli_prints_the_timing_and_writes_the_report(tmp_path):
 
 # ------------------------------------------------------------------------------------------------
 # Best so far and the status line
+
+
+def test_figures_zoom_past_a_collapsed_trial_so_the_winners_can_be_told_apart():
+    # Family's sweep: winners within 0.01 of each other and one trial collapsed to 0.22
+    bests = [0.9759, 0.972, 0.9691, 0.9685, 0.9463, 0.93, 0.90, 0.88, 0.86, 0.2188]
+    lo, hi = focus_range(bests, "max")
+    assert 0.2188 < lo <= 0.9463 and hi >= 0.9759  # the better half shown, the collapse not
+    assert hi - lo < 0.1  # the winners' 0.007 spread takes a visible part of the axis (not 1 % of 0.8)
+    ys, out = clip_to(bests, (lo, hi))
+    assert out == [v < lo for v in bests] and min(ys) == lo  # the hidden ones drawn on the lower edge
+    assert focus_range([0.97, 0.971, 0.969, 0.968], "max") is None  # nothing far out: no zoom
+    lo, hi = focus_range([1.0, 1.1, 1.2, 9.0], "min")  # a loss: the far-out value is the large one
+    assert lo < 1.0 and 1.2 <= hi < 9.0
 
 
 def test_best_so_far_changes_only_when_strictly_improved_under_the_mode():

@@ -103,6 +103,38 @@ def _legend_outside(ax, **kw) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, framealpha=0.9, **kw)
 
 
+def focus_range(values, mode: str = "max", keep: float = 0.5) -> tuple[float, float] | None:
+    """y-limits that show the better `keep` share of the trials' values, or None when all of them fit
+    anyway. One collapsed trial (val 0.2 beside winners at 0.97) would otherwise squeeze every trial
+    that matters into a sliver of the axis; values outside are drawn at the edge (`clip_to`)."""
+    finite = sorted(v for v in values if math.isfinite(v))
+    if len(finite) < 4:
+        return None
+    if mode == "min":
+        finite = finite[::-1]
+    best, cut = finite[-1], finite[int((1.0 - keep) * (len(finite) - 1))]
+    span = abs(best - cut) or abs(best) * 0.01 or 0.01
+    worst_edge = cut - 0.15 * span if mode == "max" else cut + 0.15 * span
+    best_edge = best + 0.08 * span if mode == "max" else best - 0.08 * span
+    if abs(cut - finite[0]) <= 2 * span:
+        return None  # the worse share spreads no wider than the better: matplotlib's own limits are fine
+    return (worst_edge, best_edge) if mode == "max" else (best_edge, worst_edge)
+
+
+def clip_to(values, limits: tuple[float, float] | None) -> tuple[list[float], list[bool]]:
+    """(values moved inside `limits`, which of them were outside)."""
+    if limits is None:
+        return list(values), [False] * len(values)
+    lo, hi = limits
+    return [min(max(v, lo), hi) for v in values], [not lo <= v <= hi for v in values]
+
+
+def _note_hidden(ax, hidden: int, limits) -> None:
+    if hidden:
+        ax.text(0.01, 0.02, f"{hidden} trial(s) below {limits[0]:.3g}: drawn on the lower edge (hollow)",
+                transform=ax.transAxes, fontsize=9, color=STOP, va="bottom")
+
+
 def plot_best_so_far(data: SweepData, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(10.5, 5))
@@ -116,13 +148,17 @@ def plot_best_so_far(data: SweepData, path: Path) -> Path:
         end = max([p[0] for p in points] + [(t.finished_s or 0) / unit for t in data.trials])
         xs, ys = [s[0] for s in steps] + [end], [s[1] for s in steps] + [steps[-1][1]]
         ax.step(xs, ys, where="post", color=BEST, lw=2.2, label="best so far", zorder=3)
+    limits = focus_range([t.best for t in whole], data.mode)
+    hidden = 0
     for status, colour, marker, name in ((None, DONE, "o", "trial finished"), (STOPPED, STOP, "v", "stopped early"),
                                          (FAILED, FAIL, "x", "failed")):
         group = [t for t in data.trials if (t.status == status if status else t.status not in (STOPPED, FAILED))
                  and t.finished_s is not None and math.isfinite(t.best)]
         if group:
-            ax.scatter([t.finished_s / unit for t in group], [t.best for t in group], c=colour, marker=marker,
-                       s=36, label=name, zorder=4, alpha=0.85)
+            ys, out = clip_to([t.best for t in group], limits)
+            ax.scatter([t.finished_s / unit for t in group], ys, marker=marker, s=36, label=name, zorder=4,
+                       alpha=0.85, c=["none" if o else colour for o in out], edgecolors=colour)
+            hidden += sum(out)
     warm = next((t for t in data.trials if t.label == data.warm_start and t.finished_s is not None), None)
     if warm is not None and math.isfinite(warm.best):
         ax.scatter([warm.finished_s / unit], [warm.best], marker="*", s=260, c=WARM, edgecolors="black",
@@ -135,6 +171,9 @@ def plot_best_so_far(data: SweepData, path: Path) -> Path:
     ax.set_xlabel(f"wall time since the search began ({unit_name})")
     ax.set_ylabel(metric_label(data))
     ax.set_xlim(left=0)
+    if limits:
+        ax.set_ylim(*limits)
+        _note_hidden(ax, hidden, limits)
     _legend_outside(ax)
     return _save(fig, path)
 
@@ -167,7 +206,11 @@ def plot_curves(data: SweepData, path: Path) -> Path:
         if t is not None and t.values:
             ax.plot(t.epochs, t.values, color=colour, lw=2.6, zorder=5)
             handles.append(Line2D([], [], color=colour, lw=2.6, label=f"{name}: {t.label} ({t.best:.4f})"))
-    ax.set_title(f"{data.name}: validation curve of every trial ({len(data.trials)} trials)")
+    limits = focus_range([t.best for t in data.trials], data.mode)
+    if limits:  # the curves' early epochs and the collapsed trials run off the bottom edge
+        ax.set_ylim(*limits)
+    ax.set_title(f"{data.name}: validation curve of every trial ({len(data.trials)} trials)"
+                 + (f", the better half's range" if limits else ""))
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric_label(data))
@@ -254,15 +297,24 @@ def plot_slices(data: SweepData, path: Path) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows + 0.6), squeeze=False, sharey=True)
     order = {t.label: i for i, t in enumerate(data.trials)}
     cmap = plt.get_cmap("plasma")
+    limits = focus_range([t.best for t in data.trials], data.mode, keep=0.75)
     for ax, name in zip(axes.flat, names):
         spec = data.space[name]
         group = [t for t in data.trials if math.isfinite(t.best) and t.params.get(name) is not None]
         xs = [t.params[name] if spec.get("type") != "choice" else str(t.params[name]) for t in group]
-        ax.scatter(xs, [t.best for t in group], c=[order[t.label] + 1 for t in group], cmap=cmap,
-                   vmin=1, vmax=max(2, len(data.trials)), s=28, edgecolors="black", linewidths=0.3)
-        for t, x in zip(group, xs):
+        ys, out = clip_to([t.best for t in group], limits)
+        inside = [i for i, o in enumerate(out) if not o]
+        ax.scatter([xs[i] for i in inside], [ys[i] for i in inside], c=[order[group[i].label] + 1 for i in inside],
+                   cmap=cmap, vmin=1, vmax=max(2, len(data.trials)), s=28, edgecolors="black", linewidths=0.3)
+        below = [i for i, o in enumerate(out) if o]  # far worse (e.g. collapsed): hollow, on the lower edge
+        if below:
+            ax.scatter([xs[i] for i in below], [ys[i] for i in below], marker="v", s=34, facecolors="none",
+                       edgecolors="black", linewidths=0.8, clip_on=False, zorder=4)
+        for t, x, y in zip(group, xs, ys):
             if t.label == data.warm_start:
-                ax.scatter([x], [t.best], marker="*", s=200, c=WARM, edgecolors="black", zorder=5)
+                ax.scatter([x], [y], marker="*", s=200, c=WARM, edgecolors="black", zorder=5)
+        if limits:
+            ax.set_ylim(*limits)
         _range_axis(ax, spec)
         ax.set_title(name, fontsize=11)
         ax.tick_params(labelsize=9)
@@ -271,6 +323,8 @@ def plot_slices(data: SweepData, path: Path) -> Path:
     for ax in axes[:, 0]:
         ax.set_ylabel(data.metric)
     note = f"; star: warm start {data.warm_start}" if data.warm_start else ""
+    if limits:
+        note += f"; hollow at the bottom: below {limits[0]:.3g}"
     fig.suptitle(f"{data.name}: best validation {data.metric} against each searched value "
                  f"(x: the searched range{note})", fontsize=13)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
