@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -9,6 +10,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run the block on one intra-op thread. Training's float reductions (sums over a batch, embedding
+    gradients) are split by thread count, so a cached pre-training built by a 2-thread sweep driver differed
+    from one built by a 1-thread replay (UMLS: DAM difficulty by up to 0.15); under this the cache holds the
+    same values whichever process fills it, and a replayed sweep trial reproduces its row."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def cache_dir() -> Path:

@@ -114,6 +114,22 @@ def test_prepare_contents_and_cache(data, prepared, monkeypatch):
         DansRecipe.prepare(make_config(pretrain_epochs=3), data)
 
 
+def test_preparation_is_the_same_whatever_the_thread_count(monkeypatch):
+    # A sweep driver prepares with every core, a replay with --threads 1: both must see the same ζ and types.
+    from kgsearch.data import load
+
+    monkeypatch.setenv("KGSEARCH_NO_CACHE", "1")
+    umls = load("umls")  # large enough batches ([512, 64, 128]) that torch splits their reductions by thread
+    cfg = make_config(pretrain_dim=64, pretrain_epochs=2, pretrain_batch_size=512, pretrain_negatives=64,
+                      dam_hidden=64, dam_epochs=50)
+    out = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        out[threads] = DansRecipe.prepare(cfg, umls)
+    for key in ("entity_embeddings", "difficulty", "difficulty_target", "cluster_labels"):
+        assert torch.equal(out[1][key], out[2][key]), key
+
+
 def test_baseline_skips_preparation(data, monkeypatch):
     monkeypatch.setattr(recipe_mod, "pretrain", lambda *a, **k: pytest.fail("baseline must not pre-train"))
     cfg = make_config(dans=False)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from kgsearch.cache import cached
+from kgsearch.cache import cached, one_thread
 from kgsearch.dans.margins import kgc2_loss
 from kgsearch.dans.negatives import TrueAnswers
 from kgsearch.evaluation import both_directions
@@ -85,14 +85,16 @@ def pretrain(dataset, settings: PretrainSettings, device: str | torch.device = "
         scorer = build_scorer(settings.scorer, dataset.num_entities, dataset.num_relations, settings.dim,
                               gamma=settings.gamma).to(device)
         start = time.perf_counter()
-        losses = train_random_negatives(
-            scorer, dataset.train, epochs=settings.epochs, batch_size=settings.batch_size,
-            negatives=settings.negatives, gamma=settings.gamma, lr=settings.lr,
-            adversarial_temperature=settings.adversarial_temperature, generator=generator, progress=progress)
+        with one_thread():  # the same embeddings whatever the caller's thread count (kgsearch/cache.py)
+            losses = train_random_negatives(
+                scorer, dataset.train, epochs=settings.epochs, batch_size=settings.batch_size,
+                negatives=settings.negatives, gamma=settings.gamma, lr=settings.lr,
+                adversarial_temperature=settings.adversarial_temperature, generator=generator, progress=progress)
         return {"entity": scorer.entity.detach().cpu(), "relation": scorer.relation.detach().cpu(),
                 "loss": losses, "seconds": time.perf_counter() - start}
 
-    key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), **asdict(settings)}
+    # "threads": entries built before training was pinned to one thread differ by the builder's thread count
+    key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), **asdict(settings), "threads": 1}
     return cached("dans_pretrain", key, build, enabled=use_cache)
 
 

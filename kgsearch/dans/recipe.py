@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from kgsearch.cache import cached
+from kgsearch.cache import cached, one_thread
 from kgsearch.dans.diffusion import band_steps
 from kgsearch.dans.difficulty import (DIFFICULTY_RESCALES, DIFFICULTY_TARGETS, fit_difficulty, kmeans_types,
                                      rescale_target, structural_features)
@@ -230,14 +230,16 @@ def _difficulty(config: DansConfig, dataset, pre: dict, structural: torch.Tensor
             scorer, dataset.train, max_queries=config.dam_rank_queries, seed=config.pretrain_seed,
             progress=progress),
             config.difficulty_rescale)
-        zeta = fit_difficulty(pre["entity"], structural, target, hidden=config.dam_hidden,
-                              epochs=config.dam_epochs, lr=config.dam_lr, seed=config.pretrain_seed)
+        with one_thread():  # the ranking above is per query; this fit sums over entities (kgsearch/cache.py)
+            zeta = fit_difficulty(pre["entity"], structural, target, hidden=config.dam_hidden,
+                                  epochs=config.dam_epochs, lr=config.dam_lr, seed=config.pretrain_seed)
         return {"difficulty": zeta, "target": target}
 
     key = {"dataset": dataset.name, "content": dataset_fingerprint(dataset), **asdict(settings),
            "target": config.difficulty_target, "rescale": config.difficulty_rescale, "hidden": config.dam_hidden,
            "epochs": config.dam_epochs,
-           "lr": config.dam_lr, "structure": [config.structure_samples, config.structure_exact_max_nodes]}
+           "lr": config.dam_lr, "structure": [config.structure_samples, config.structure_exact_max_nodes],
+           "threads": 1}
     if 0 < config.dam_rank_queries < 2 * len(dataset.train):   # only when it binds: earlier caches stay valid
         key["rank_queries"] = config.dam_rank_queries
     return cached("dans_dam", key, build)
