@@ -17,7 +17,8 @@ import yaml
 pytest.importorskip("matplotlib")
 
 from kgsearch.sweep import progress  # noqa: E402
-from kgsearch.sweep.figures import best_so_far, clip_to, focus_range  # noqa: E402
+from kgsearch.sweep.figure_axes import clip_to, focus_range  # noqa: E402
+from kgsearch.sweep.figures import best_so_far  # noqa: E402
 from kgsearch.sweep.progress import (ProgressPrinter, best_changes, estimate_remaining,  # noqa: E402
                                      status_line)
 from kgsearch.sweep.report import _main, load_experiment, winners, write_report  # noqa: E402

@@ -127,8 +127,9 @@ def test_dry_run_shows_the_retrain_and_counts_its_epochs(tmp_path, capsys):
 
 def test_the_shipped_sweeps_retrain_small_graphs_3x3_large_ones_less_and_smoke_tiny():
     large = {"dans_wn18rr", "dans_fb15k237", "dans_nell995", "dkgr_icews18", "dkgr_icews0515"}
-    # dans_umls (make sweep) re-trains its best only, with 3 seeds: a 15-minute laptop sweep (its file says why)
-    budgeted = {"dans_umls": (1, 3)}
+    # dans_umls (make sweep) and dans_family re-train their best only, with 3 seeds: time-budgeted laptop
+    # sweeps (their files say why)
+    budgeted = {"dans_umls": (1, 3), "dans_family": (1, 3)}
     for name in ("dans_umls", "dans_family", "dans_rotate_umls", "dans_rotate_family", "dans_umls_bases",
                  "dans_nbfnet_umls", "dans_nbfnet_family", "dkgr_icews14", *large):
         spec, smoke = load_spec(name), load_spec(name, smoke=True)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kgsearch.sweep.figure_axes import clip_to, focus_range, range_axis, time_unit
 from kgsearch.sweep.progress import improves
 
 STOPPED, FAILED = "stopped_early", "failed"
@@ -87,11 +88,6 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def time_unit(seconds: float) -> tuple[float, str]:
-    """(divisor, name) for an axis of wall time up to `seconds`."""
-    return (1.0, "seconds") if seconds < 180 else (60.0, "minutes") if seconds < 3 * 3600 else (3600.0, "hours")
-
-
 def metric_label(data: SweepData) -> str:
     """'val_mrr (validation, higher is better)'."""
     return f"{data.metric} (validation, {'higher' if data.mode == 'max' else 'lower'} is better)"
@@ -103,35 +99,9 @@ def _legend_outside(ax, **kw) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, framealpha=0.9, **kw)
 
 
-def focus_range(values, mode: str = "max", keep: float = 0.5) -> tuple[float, float] | None:
-    """y-limits that show the better `keep` share of the trials' values, or None when all of them fit
-    anyway. One collapsed trial (val 0.2 beside winners at 0.97) would otherwise squeeze every trial
-    that matters into a sliver of the axis; values outside are drawn at the edge (`clip_to`)."""
-    finite = sorted(v for v in values if math.isfinite(v))
-    if len(finite) < 4:
-        return None
-    if mode == "min":
-        finite = finite[::-1]
-    best, cut = finite[-1], finite[int((1.0 - keep) * (len(finite) - 1))]
-    span = abs(best - cut) or abs(best) * 0.01 or 0.01
-    worst_edge = cut - 0.15 * span if mode == "max" else cut + 0.15 * span
-    best_edge = best + 0.08 * span if mode == "max" else best - 0.08 * span
-    if abs(cut - finite[0]) <= 2 * span:
-        return None  # the worse share spreads no wider than the better: matplotlib's own limits are fine
-    return (worst_edge, best_edge) if mode == "max" else (best_edge, worst_edge)
-
-
-def clip_to(values, limits: tuple[float, float] | None) -> tuple[list[float], list[bool]]:
-    """(values moved inside `limits`, which of them were outside)."""
-    if limits is None:
-        return list(values), [False] * len(values)
-    lo, hi = limits
-    return [min(max(v, lo), hi) for v in values], [not lo <= v <= hi for v in values]
-
-
 def _note_hidden(ax, hidden: int, limits) -> None:
     if hidden:
-        ax.text(0.01, 0.02, f"{hidden} trial(s) below {limits[0]:.3g}: drawn on the lower edge (hollow)",
+        ax.text(0.01, 0.02, f"{hidden} trial(s) outside {limits[0]:.3g}-{limits[1]:.3g}: drawn hollow on the edge",
                 transform=ax.transAxes, fontsize=9, color=STOP, va="bottom")
 
 
@@ -210,7 +180,7 @@ def plot_curves(data: SweepData, path: Path) -> Path:
     if limits:  # the curves' early epochs and the collapsed trials run off the bottom edge
         ax.set_ylim(*limits)
     ax.set_title(f"{data.name}: validation curve of every trial ({len(data.trials)} trials)"
-                 + (f", the better half's range" if limits else ""))
+                 + (", the better half's range" if limits else ""))
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric_label(data))
@@ -306,7 +276,7 @@ def plot_slices(data: SweepData, path: Path) -> Path:
         inside = [i for i, o in enumerate(out) if not o]
         ax.scatter([xs[i] for i in inside], [ys[i] for i in inside], c=[order[group[i].label] + 1 for i in inside],
                    cmap=cmap, vmin=1, vmax=max(2, len(data.trials)), s=28, edgecolors="black", linewidths=0.3)
-        below = [i for i, o in enumerate(out) if o]  # far worse (e.g. collapsed): hollow, on the lower edge
+        below = [i for i, o in enumerate(out) if o]  # far worse (e.g. collapsed): hollow, on the edge
         if below:
             ax.scatter([xs[i] for i in below], [ys[i] for i in below], marker="v", s=34, facecolors="none",
                        edgecolors="black", linewidths=0.8, clip_on=False, zorder=4)
@@ -315,7 +285,7 @@ def plot_slices(data: SweepData, path: Path) -> Path:
                 ax.scatter([x], [y], marker="*", s=200, c=WARM, edgecolors="black", zorder=5)
         if limits:
             ax.set_ylim(*limits)
-        _range_axis(ax, spec)
+        range_axis(ax, spec)
         ax.set_title(name, fontsize=11)
         ax.tick_params(labelsize=9)
     for ax in axes.flat[len(names):]:
@@ -324,7 +294,7 @@ def plot_slices(data: SweepData, path: Path) -> Path:
         ax.set_ylabel(data.metric)
     note = f"; star: warm start {data.warm_start}" if data.warm_start else ""
     if limits:
-        note += f"; hollow at the bottom: below {limits[0]:.3g}"
+        note += f"; hollow on the edge: outside {limits[0]:.3g}-{limits[1]:.3g}"
     fig.suptitle(f"{data.name}: best validation {data.metric} against each searched value "
                  f"(x: the searched range{note})", fontsize=13)
     fig.tight_layout(rect=(0, 0, 0.93, 1))
@@ -338,26 +308,6 @@ def plot_slices(data: SweepData, path: Path) -> Path:
     bar.locator = MaxNLocator(integer=True)
     bar.update_ticks()
     return _save(fig, path)
-
-
-def _range_axis(ax, spec: dict) -> None:
-    """x from the searched range's low to high end; on a log axis three plain ticks, no 10^x clutter."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
-
-    if spec.get("type") == "choice":
-        return
-    low, high = float(spec["low"]), float(spec["high"])
-    if (spec.get("type") == "loguniform" or spec.get("log")) and low > 0:
-        ax.set_xscale("log")
-        pad = (high / low) ** 0.04
-        ax.set_xlim(low / pad, high * pad)
-        ax.xaxis.set_major_locator(FixedLocator([low, math.sqrt(low * high), high]))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    elif high > low:
-        pad = (high - low) * 0.04
-        ax.set_xlim(low - pad, high + pad)
 
 
 def seed_values(rows: list[dict], key: str) -> list[float]:
