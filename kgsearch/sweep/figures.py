@@ -276,9 +276,9 @@ def plot_slices(data: SweepData, path: Path) -> Path:
         inside = [i for i, o in enumerate(out) if not o]
         ax.scatter([xs[i] for i in inside], [ys[i] for i in inside], c=[order[group[i].label] + 1 for i in inside],
                    cmap=cmap, vmin=1, vmax=max(2, len(data.trials)), s=28, edgecolors="black", linewidths=0.3)
-        below = [i for i, o in enumerate(out) if o]  # far worse (e.g. collapsed): hollow, on the edge
-        if below:
-            ax.scatter([xs[i] for i in below], [ys[i] for i in below], marker="v", s=34, facecolors="none",
+        outside = [i for i, o in enumerate(out) if o]  # far worse (e.g. collapsed): hollow, on the edge
+        if outside:
+            ax.scatter([xs[i] for i in outside], [ys[i] for i in outside], marker="v", s=34, facecolors="none",
                        edgecolors="black", linewidths=0.8, clip_on=False, zorder=4)
         for t, x, y in zip(group, xs, ys):
             if t.label == data.warm_start:
